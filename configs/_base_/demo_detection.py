@@ -1,0 +1,64 @@
+# Demo-data settings for detection configs (the synthetic scenes of
+# `python tools/misc/make_demo_data.py`). A demo config inherits its real config
+# plus this file and takes these values in with `{{_base_.demo_*}}`; the names are
+# prefixed so that they never collide with the real config's keys.
+demo_data_root = 'data/demo/'
+demo_classes = ('circle', 'square', 'triangle', 'star')
+demo_scale = (256, 256)
+
+demo_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=demo_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+demo_test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=demo_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+demo_train_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=True,
+    dataset=dict(
+        type='CocoDataset',
+        data_root=demo_data_root,
+        metainfo=dict(classes=demo_classes),
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='images/train/'),
+        filter_cfg=dict(filter_empty_gt=True, min_size=8),
+        pipeline=demo_train_pipeline))
+demo_val_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=True,
+    dataset=dict(
+        type='CocoDataset',
+        data_root=demo_data_root,
+        metainfo=dict(classes=demo_classes),
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='images/val/'),
+        test_mode=True,
+        pipeline=demo_test_pipeline))
+demo_val_evaluator = dict(
+    type='CocoMetric',
+    ann_file=demo_data_root + 'annotations/instances_val.json',
+    metric='bbox')
+
+# A short CPU schedule: epochs over ~200 images, warm-up in iterations, one decay.
+demo_max_epochs = 12
+demo_train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=demo_max_epochs,
+                      val_interval=demo_max_epochs)
+demo_param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='MultiStepLR', begin=0, end=demo_max_epochs, by_epoch=True,
+         milestones=[9], gamma=0.1),
+]
+demo_optim_wrapper = dict(optimizer=dict(lr=0.02))
+demo_default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=demo_max_epochs, max_keep_ckpts=1))

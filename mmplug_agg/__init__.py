@@ -1,0 +1,17 @@
+"""mmplug_agg: feature-aggregation architectures for mmdet 3.x and mmseg 1.x.
+
+Importing the package (directly, or through ``custom_imports`` in a config)
+checks the installed stack, registers every module into mmdet's and/or mmseg's
+registries and makes mmengine checkpoints loadable under torch >= 2.6.
+"""
+from .utils.check_env import check_mmcv
+
+check_mmcv()
+
+from . import models  # noqa: E402,F401  (registers the modules)
+from .utils.checkpoint import register_trusted_local_loader  # noqa: E402
+from .version import __version__, version_info  # noqa: E402
+
+register_trusted_local_loader()
+
+__all__ = ['__version__', 'version_info']

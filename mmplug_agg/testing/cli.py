@@ -1,0 +1,37 @@
+"""Helpers for tests that run this repository's command-line tools as a user would."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Mapping, Optional, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / 'configs'
+TOOLS_DIR = REPO_ROOT / 'tools'
+
+# Keeps a demo-config train run to a few iterations on 2 cores.
+QUICK_TRAIN_OPTIONS = (
+    'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1',
+    'default_hooks.logger.interval=1', 'train_dataloader.batch_size=2',
+    'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+    'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+    'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
+)
+
+
+def quick_options(*extra: str) -> List[str]:
+    return ['--cfg-options', *QUICK_TRAIN_OPTIONS, *extra]
+
+
+def run_tool(args: Sequence, cwd: Path, timeout: float = 600,
+             launcher: Sequence[str] = (sys.executable, ),
+             env: Optional[Mapping[str, str]] = None) -> subprocess.CompletedProcess:
+    """Run ``launcher + args`` in ``cwd``; output is captured as text."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+    return subprocess.run([*launcher, *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ''
