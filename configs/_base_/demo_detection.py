@@ -6,6 +6,32 @@ demo_data_root = 'data/demo/'
 demo_classes = ('circle', 'square', 'triangle', 'star')
 demo_scale = (256, 256)
 
+# Faster R-CNN sized for 2 CPU cores: ResNet-18 from scratch instead of an ImageNet
+# ResNet-50 (no downloads, and R50 takes ~6.5 s per step on CPU), so nothing is
+# frozen and BN runs in train mode; 64 pyramid channels; 128 RoIs per image.
+demo_faster_rcnn_model = dict(
+    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False, init_cfg=None),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    rpn_head=dict(in_channels=64, feat_channels=64),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=64),
+        bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=len(demo_classes))),
+    train_cfg=dict(rcnn=dict(sampler=dict(num=128))))
+
+# Mask R-CNN: as above, plus a 64-channel mask head.
+demo_mask_rcnn_model = dict(
+    demo_faster_rcnn_model,
+    roi_head=dict(
+        demo_faster_rcnn_model['roi_head'],
+        mask_roi_extractor=dict(out_channels=64),
+        mask_head=dict(in_channels=64, conv_out_channels=64, num_classes=len(demo_classes))))
+
+# RetinaNet: ResNet-18 from scratch, 64 channels in the neck and the head.
+demo_retinanet_model = dict(
+    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False, init_cfg=None),
+    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    bbox_head=dict(in_channels=64, feat_channels=64, num_classes=len(demo_classes)))
+
 demo_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -48,6 +74,27 @@ demo_val_evaluator = dict(
     type='CocoMetric',
     ann_file=demo_data_root + 'annotations/instances_val.json',
     metric='bbox')
+
+# Instance segmentation: the same data with masks.
+demo_mask_train_dataloader = dict(
+    demo_train_dataloader,
+    dataset=dict(
+        demo_train_dataloader['dataset'],
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+            *demo_train_pipeline[2:],
+        ]))
+demo_mask_val_dataloader = dict(
+    demo_val_dataloader,
+    dataset=dict(
+        demo_val_dataloader['dataset'],
+        pipeline=[
+            *demo_test_pipeline[:2],
+            dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+            demo_test_pipeline[-1],
+        ]))
+demo_mask_val_evaluator = dict(demo_val_evaluator, metric=['bbox', 'segm'])
 
 # A short CPU schedule: epochs over ~200 images, warm-up in iterations, one decay.
 demo_max_epochs = 12

@@ -1,2 +1,9 @@
-# Importing each family registers its modules (see mmplug_agg/registry.py).
-from . import backbones, decode_heads, detectors, layers, necks, roi_heads  # noqa: F401
+# Importing each family registers its modules (see mmplug_agg/registry.py). Families
+# built on one toolbox's base classes load only when that toolbox is installed.
+from mmplug_agg.registry import installed_toolboxes
+from . import backbones, layers, necks  # noqa: F401
+
+if 'mmdet' in installed_toolboxes():
+    from . import detectors, roi_heads  # noqa: F401
+if 'mmseg' in installed_toolboxes():
+    from . import decode_heads  # noqa: F401

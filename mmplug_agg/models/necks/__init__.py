@@ -1,0 +1,3 @@
+from .augfpn import AugFPN, ResidualFeatureAugmentation
+
+__all__ = ['AugFPN', 'ResidualFeatureAugmentation']

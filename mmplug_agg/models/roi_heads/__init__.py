@@ -1,0 +1,2 @@
+from .consistent_supervision_roi_head import ConsistentSupervisionRoIHead  # noqa: F401
+from .soft_roi_extractor import AllLevelRoIExtractor, SoftRoIExtractor  # noqa: F401

@@ -1,0 +1,85 @@
+"""Side-by-side timing of a module and its reference, shared by every benchmark.
+
+Each ``benchmarks/bench_<method>.py`` builds ours and the reference on the same
+input and calls :func:`compare`, which prints one table row per candidate and the
+speed ratio (reference time / our time: above 1.0 means we are faster).
+Run them as scripts: ``python benchmarks/bench_<method>.py [--device cuda]``.
+"""
+import argparse
+import resource
+import statistics
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+
+def parse_args(description: str, extra: Optional[Callable] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--iters', type=int, default=10, help='timed iterations')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed iterations first')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='run modules and inputs in channels_last memory format')
+    if extra is not None:
+        extra(parser)
+    return parser.parse_args()
+
+
+def _sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def _peak_memory_mib(device: str) -> float:
+    if device.startswith('cuda'):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def time_step(step: Callable[[], None], device: str, iters: int, warmup: int) -> Dict:
+    """Median and mean milliseconds of ``step`` and the peak memory while it ran."""
+    for _ in range(warmup):
+        step()
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    times: List[float] = []
+    for _ in range(iters):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return dict(median_ms=statistics.median(times), mean_ms=statistics.fmean(times),
+                peak_mib=_peak_memory_mib(device))
+
+
+def forward_backward(module: torch.nn.Module, inputs: Sequence[torch.Tensor]) -> Callable:
+    """A step that runs forward and backward through every output."""
+
+    def step():
+        module.zero_grad(set_to_none=True)
+        outputs = module(*inputs)
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        sum(out.float().mean() for out in outputs).backward()
+
+    return step
+
+
+def compare(title: str, steps: Dict[str, Callable], reference: str, device: str,
+            iters: int, warmup: int) -> Dict[str, Dict]:
+    """Time every step, print a table and each candidate's ratio against ``reference``.
+
+    Peak memory on CUDA is per candidate; on the CPU it is the process's peak RSS
+    so far (it only grows), so read CPU memory columns as an upper bound.
+    """
+    results = {name: time_step(step, device, iters, warmup) for name, step in steps.items()}
+    ref_ms = results[reference]['median_ms']
+    print(f'\n{title}  (device={device}, {iters} iters after {warmup} warm-up)')
+    print(f"{'candidate':<34}{'median ms':>12}{'mean ms':>12}{'peak MiB':>12}{'speed-up':>10}")
+    for name, res in results.items():
+        ratio = ref_ms / res['median_ms']
+        res['speedup_vs_reference'] = ratio
+        print(f"{name:<34}{res['median_ms']:>12.2f}{res['mean_ms']:>12.2f}"
+              f"{res['peak_mib']:>12.1f}{ratio:>9.2f}x")
+    return results

@@ -1,0 +1,59 @@
+# Demo-data settings for segmentation configs (the same synthetic scenes as the
+# detection demo, as image + label-PNG pairs). Used like _base_/demo_detection.py:
+# a demo config inherits its real config plus this file and takes these values in
+# with `{{_base_.demo_*}}`.
+demo_data_root = 'data/demo/'
+demo_seg_classes = ('background', 'circle', 'square', 'triangle', 'star')
+demo_seg_palette = [(0, 0, 0), (220, 20, 60), (0, 130, 200), (60, 180, 75), (255, 200, 0)]
+demo_crop_size = (256, 256)
+demo_data_preprocessor = dict(size=demo_crop_size)
+
+demo_train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=demo_crop_size, ratio_range=(0.75, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=demo_crop_size, cat_max_ratio=0.9),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+demo_test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=demo_crop_size, keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+_demo_dataset = dict(
+    type='BaseSegDataset',
+    data_root=demo_data_root,
+    metainfo=dict(classes=demo_seg_classes, palette=demo_seg_palette),
+    img_suffix='.png',
+    seg_map_suffix='.png',
+    reduce_zero_label=False)
+demo_train_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=True,
+    dataset=dict(
+        **_demo_dataset,
+        data_prefix=dict(img_path='images/train', seg_map_path='seg/train'),
+        pipeline=demo_train_pipeline))
+demo_val_dataloader = dict(
+    batch_size=1,
+    num_workers=1,
+    persistent_workers=True,
+    dataset=dict(
+        **_demo_dataset,
+        data_prefix=dict(img_path='images/val', seg_map_path='seg/val'),
+        pipeline=demo_test_pipeline))
+demo_val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+
+# A short CPU schedule in iterations, polynomial decay as the real schedules.
+demo_max_iters = 600
+demo_train_cfg = dict(type='IterBasedTrainLoop', max_iters=demo_max_iters,
+                      val_interval=demo_max_iters)
+demo_param_scheduler = [
+    dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=demo_max_iters, by_epoch=False)
+]
+demo_default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=demo_max_iters, max_keep_ckpts=1))

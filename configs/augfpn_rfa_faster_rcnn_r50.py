@@ -1,0 +1,5 @@
+# AugFPN ablation: residual feature augmentation only (FPN's RoI head and extractor).
+_base_ = './fpn_faster_rcnn_r50.py'
+
+model = dict(neck=dict(type='AugFPN', pool_ratios=(0.1, 0.2, 0.3)))
+optim_wrapper = dict(clip_grad=dict(max_norm=35, norm_type=2))

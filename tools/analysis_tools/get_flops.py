@@ -1,0 +1,181 @@
+"""Count the FLOPs and parameters of a detector or segmentor from its config alone.
+
+mmdet's and mmseg's own ``get_flops`` tools differ (mmdet reads images through the
+val dataloader, mmseg feeds a bare tensor) and neither knows the other toolbox. This
+tool serves both: the config's ``default_scope`` picks the toolbox, and a synthetic
+image of the requested size replaces the dataset, so any config can be measured
+without data on disk or downloaded weights.
+
+The image goes through the model's data preprocessor, as a real batch would, so the
+counted input carries the preprocessor's padding; the count covers the tensor
+forward (``mode='tensor'``): backbone, neck and heads, without the preprocessing and
+without post-processing such as box decoding or rescaling.
+
+Example:
+    python tools/analysis_tools/get_flops.py CONFIG --shape 1280 800
+"""
+import argparse
+import warnings
+from typing import Optional, Sequence, Tuple
+
+import torch
+from mmengine.analysis import get_model_complexity_info
+from mmengine.config import Config, DictAction
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import MODELS, init_default_scope
+from torch import nn
+
+import mmplug_agg  # noqa: F401  (registers our modules into mmdet's and mmseg's registries)
+from mmplug_agg.testing.synthetic import make_batch_for_model
+from mmplug_agg.utils.launch import load_config, run_cli
+
+
+class TensorForward(nn.Module):
+    """Expose ``model(inputs, data_samples, mode='tensor')`` as ``forward(inputs)``.
+
+    mmengine's FLOP counter traces ``forward`` with tensor arguments only; detectors
+    also need the data samples (image sizes for the RPN's proposals), so they are
+    bound here. The model is a submodule, so parameter counts stay the model's.
+    """
+
+    def __init__(self, model: nn.Module, data_samples: list) -> None:
+        super().__init__()
+        self.model = model
+        self.data_samples = data_samples
+
+    def forward(self, inputs: torch.Tensor):
+        return self.model(inputs, self.data_samples, mode='tensor')
+
+
+def build_model(cfg: Config) -> Tuple[nn.Module, str]:
+    """Build ``cfg.model`` under the config's toolbox scope, on the CPU.
+
+    SyncBN layers become BatchNorm: SyncBN needs a process group, which a
+    single-process analysis does not have, and both count the same.
+
+    Returns:
+        The model and its toolbox ('mmdet' or 'mmseg').
+
+    Raises:
+        KeyError: A type in ``cfg.model`` is in no registry of the scope.
+    """
+    toolbox = cfg.get('default_scope', 'mmdet')
+    init_default_scope(toolbox)
+    return revert_sync_batchnorm(MODELS.build(cfg.model)), toolbox
+
+
+def measure_complexity(model: nn.Module,
+                       toolbox: str,
+                       shape: Optional[Sequence[int]] = None) -> dict:
+    """FLOPs and parameters of a built model on one synthetic image.
+
+    FLOPs follow mmengine's (fvcore's) convention: one fused multiply-add counts
+    as one FLOP. Operators the counter does not know (it logs them) add nothing.
+    For two-stage detectors the RoI head's share depends on how many proposals
+    survive NMS on the synthetic image, as it does on real images. The model is
+    switched to eval mode: counting must not move BatchNorm statistics.
+
+    Returns:
+        dict with ``flops`` and ``params`` (ints), ``module_params`` (parameters
+        of each top-level submodule that has any, e.g. backbone, neck, heads),
+        ``input_shape`` (the network input, after the preprocessor's padding),
+        ``image_shape`` (the synthetic image's (H, W)), ``model`` (class name)
+        and ``toolbox``.
+    """
+    model.eval()
+    batch = make_batch_for_model(model, toolbox, shape, batch_size=1)
+    with torch.no_grad():
+        data = model.data_preprocessor(batch, False)
+    inputs = data['inputs']
+    # mmdet's preprocessor records the padded batch size; mmseg's does not. Heads
+    # written for both toolboxes may read it, so every sample carries it.
+    for data_sample in data['data_samples']:
+        data_sample.set_metainfo(dict(batch_input_shape=tuple(inputs.shape[-2:])))
+    with warnings.catch_warnings():
+        # Tracing turns shape-dependent Python values into constants; that is fine
+        # for a single count, so the tracer's warnings about it are noise here.
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        complexity = get_model_complexity_info(TensorForward(model, data['data_samples']),
+                                               inputs=(inputs, ),
+                                               show_table=False,
+                                               show_arch=False)
+    module_params = {
+        name: sum(p.numel() for p in child.parameters())
+        for name, child in model.named_children()
+    }
+    return dict(flops=complexity['flops'],
+                params=complexity['params'],
+                module_params={
+                    name: n
+                    for name, n in module_params.items() if n
+                },
+                input_shape=tuple(inputs.shape),
+                image_shape=tuple(batch['inputs'][0].shape[-2:]),
+                model=type(model).__name__,
+                toolbox=toolbox)
+
+
+def compute_complexity(cfg: Config, shape: Optional[Sequence[int]] = None) -> dict:
+    """Build the model of ``cfg`` and measure it; see :func:`measure_complexity`.
+
+    Args:
+        cfg: A loaded config whose ``default_scope`` is 'mmdet' or 'mmseg'.
+        shape: (H, W), a single side for a square image, or None for the
+            toolbox's default (1280x800 for mmdet, 512x1024 for mmseg).
+    """
+    model, toolbox = build_model(cfg)
+    return measure_complexity(model, toolbox, shape)
+
+
+def format_report(result: dict) -> str:
+    """The printed summary: input, totals and the per-module parameter split."""
+    height, width = result['image_shape']
+    lines = [
+        f"Model:        {result['model']} ({result['toolbox']})",
+        f"Input shape:  {result['input_shape']}",
+    ]
+    if tuple(result['input_shape'][-2:]) != (height, width):
+        lines.append(f'              (image {height}x{width}, padded by the data preprocessor)')
+    lines += [
+        f"FLOPs:        {result['flops'] / 1e9:.2f} G  (a multiply-add counts as one FLOP)",
+        f"Params:       {result['params'] / 1e6:.2f} M",
+        'Params by module:',
+    ]
+    width_name = max(len(name) for name in result['module_params'])
+    lines += [
+        f'  {name:<{width_name}}  {count / 1e6:8.3f} M'
+        for name, count in result['module_params'].items()
+    ]
+    rule = '=' * 40
+    return '\n'.join([rule, *lines, rule])
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Count the FLOPs and parameters of a detector or segmentor')
+    parser.add_argument('config', help='config file path (mmdet or mmseg scope)')
+    parser.add_argument('--shape',
+                        type=int,
+                        nargs='+',
+                        help='input image size: H W, or one side for a square image '
+                        '(default: 1280 800 for mmdet, 512 1024 for mmseg)')
+    parser.add_argument('--cfg-options',
+                        nargs='+',
+                        action=DictAction,
+                        help='override some settings in the used config, the key-value pair '
+                        'in xxx=yyy format will be merged into config file, e.g. '
+                        'model.backbone.depth=18 or key="[a,b]" for lists')
+    args = parser.parse_args()
+    if args.shape is not None and len(args.shape) not in (1, 2):
+        parser.error('--shape takes H W, or a single side for a square image')
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options)
+    print(format_report(compute_complexity(cfg, args.shape)))
+
+
+if __name__ == '__main__':
+    run_cli(main)
