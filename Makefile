@@ -2,7 +2,7 @@
 #   make demo   set up, make the demo data, train + evaluate the flagship config on CPU
 #   make test   set up, run the test suite
 PYTHON := .venv/bin/python
-DEMO_CONFIG ?= configs/fpn_faster_rcnn_r50_demo.py
+DEMO_CONFIG ?= configs/augfpn_faster_rcnn_r50_demo.py
 
 .PHONY: setup demo test
 

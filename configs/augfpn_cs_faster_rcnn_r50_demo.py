@@ -1,6 +1,6 @@
 # augfpn_cs_faster_rcnn_r50 on the synthetic demo data, sized for 2 CPU cores (see
-# demo_faster_rcnn_model in _base_/demo_detection.py: ResNet-18 from scratch,
-# 64 pyramid channels, 256 px images, 128 RoIs per image).
+# demo_faster_rcnn_model in _base_/demo_detection.py: half-width ResNet-18 from scratch,
+# 64 pyramid channels, 256 px images, 64 RoIs per image).
 _base_ = ['./augfpn_cs_faster_rcnn_r50.py', './_base_/demo_detection.py']
 
 model = {{_base_.demo_faster_rcnn_model}}

@@ -4,7 +4,7 @@
 # Usage: bash tools/run_demo.sh [CONFIG] [WORK_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-config="${1:-configs/fpn_faster_rcnn_r50_demo.py}"
+config="${1:-configs/augfpn_faster_rcnn_r50_demo.py}"
 name="$(basename "$config" .py)"
 work_dir="${2:-work_dirs/$name}"
 py=.venv/bin/python

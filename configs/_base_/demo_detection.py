@@ -6,17 +6,22 @@ demo_data_root = 'data/demo/'
 demo_classes = ('circle', 'square', 'triangle', 'star')
 demo_scale = (256, 256)
 
-# Faster R-CNN sized for 2 CPU cores: ResNet-18 from scratch instead of an ImageNet
-# ResNet-50 (no downloads, and R50 takes ~6.5 s per step on CPU), so nothing is
-# frozen and BN runs in train mode; 64 pyramid channels; 128 RoIs per image.
+# Faster R-CNN sized for 2 CPU cores: a half-width ResNet-18 from scratch instead of
+# an ImageNet ResNet-50 (no downloads, and R50 takes ~6.5 s per step on CPU), so
+# nothing is frozen and BN runs in train mode; 64 pyramid channels; 1000 proposals
+# and 64 sampled RoIs per image in training.
+demo_backbone = dict(depth=18, base_channels=32, stem_channels=32, frozen_stages=-1,
+                     norm_eval=False, init_cfg=None)
+demo_backbone_channels = [32, 64, 128, 256]
 demo_faster_rcnn_model = dict(
-    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False, init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    backbone=demo_backbone,
+    neck=dict(in_channels=demo_backbone_channels, out_channels=64),
     rpn_head=dict(in_channels=64, feat_channels=64),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=64),
         bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=len(demo_classes))),
-    train_cfg=dict(rcnn=dict(sampler=dict(num=128))))
+    train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=1000),
+                   rcnn=dict(sampler=dict(num=64))))
 
 # Mask R-CNN: as above, plus a 64-channel mask head.
 demo_mask_rcnn_model = dict(
@@ -26,10 +31,10 @@ demo_mask_rcnn_model = dict(
         mask_roi_extractor=dict(out_channels=64),
         mask_head=dict(in_channels=64, conv_out_channels=64, num_classes=len(demo_classes))))
 
-# RetinaNet: ResNet-18 from scratch, 64 channels in the neck and the head.
+# RetinaNet: the same backbone, 64 channels in the neck and the head.
 demo_retinanet_model = dict(
-    backbone=dict(depth=18, frozen_stages=-1, norm_eval=False, init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256, 512], out_channels=64),
+    backbone=demo_backbone,
+    neck=dict(in_channels=demo_backbone_channels, out_channels=64),
     bbox_head=dict(in_channels=64, feat_channels=64, num_classes=len(demo_classes)))
 
 demo_train_pipeline = [
@@ -97,13 +102,13 @@ demo_mask_val_dataloader = dict(
 demo_mask_val_evaluator = dict(demo_val_evaluator, metric=['bbox', 'segm'])
 
 # A short CPU schedule: epochs over ~200 images, warm-up in iterations, one decay.
-demo_max_epochs = 12
+demo_max_epochs = 8
 demo_train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=demo_max_epochs,
                       val_interval=demo_max_epochs)
 demo_param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='MultiStepLR', begin=0, end=demo_max_epochs, by_epoch=True,
-         milestones=[9], gamma=0.1),
+         milestones=[6], gamma=0.1),
 ]
 demo_optim_wrapper = dict(optimizer=dict(lr=0.02))
 demo_default_hooks = dict(

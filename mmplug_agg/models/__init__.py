@@ -4,6 +4,6 @@ from mmplug_agg.registry import installed_toolboxes
 from . import backbones, layers, necks  # noqa: F401
 
 if 'mmdet' in installed_toolboxes():
-    from . import detectors, roi_heads  # noqa: F401
+    from . import dense_heads, detectors, roi_heads  # noqa: F401
 if 'mmseg' in installed_toolboxes():
     from . import decode_heads  # noqa: F401

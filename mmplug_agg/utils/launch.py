@@ -11,7 +11,7 @@
 import os
 import os.path as osp
 import sys
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Tuple
 
 import torch
 import torch.distributed as torch_dist
@@ -36,6 +36,26 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
             f"config '{path}' has default_scope={scope!r}; expected one of {TOOLBOX_SCOPES} "
             "(inherit an mmdet:: or mmseg:: base config)")
     return cfg
+
+
+def build_model(cfg: Config, device: str = 'cpu') -> Tuple[torch.nn.Module, str]:
+    """Build ``cfg.model`` under the config's toolbox scope, for one-process analysis.
+
+    SyncBN layers become BatchNorm: SyncBN needs a process group, which a
+    single-process tool does not have, and both compute and count the same.
+
+    Returns:
+        The model on ``device`` and its toolbox ('mmdet' or 'mmseg').
+
+    Raises:
+        KeyError: A type in ``cfg.model`` is in no registry of the scope.
+    """
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import MODELS, init_default_scope
+
+    toolbox = cfg.get('default_scope', 'mmdet')
+    init_default_scope(toolbox)
+    return revert_sync_batchnorm(MODELS.build(cfg.model)).to(device), toolbox
 
 
 def default_work_dir(config_path: str) -> str:

@@ -18,6 +18,7 @@ from mmengine.config import Config
 
 from mmplug_agg.testing import make_det_batch, make_seg_batch
 from mmplug_agg.testing.synthetic import make_batch_for_model
+from mmplug_agg.utils.launch import build_model
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS_DIR = osp.join(REPO_ROOT, 'tools', 'analysis_tools')
@@ -120,7 +121,7 @@ def test_compute_complexity(get_flops, name):
     cfg = CONFIGS[name]()
     result = get_flops.compute_complexity(cfg, SHAPE)
 
-    model, _ = get_flops.build_model(cfg)
+    model, _ = build_model(cfg)
     assert result['flops'] > 0
     assert result['params'] == sum(p.numel() for p in model.parameters())
     assert sum(result['module_params'].values()) == result['params']
@@ -166,7 +167,7 @@ def test_run_benchmark(benchmark, name):
 
 @pytest.mark.parametrize('name', CONFIGS)
 def test_train_step_updates_parameters(benchmark, name):
-    model, toolbox = benchmark.build_model(CONFIGS[name]())
+    model, toolbox = build_model(CONFIGS[name]())
     model.train()
     batch = make_batch_for_model(model, toolbox, SHAPE, batch_size=1)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}

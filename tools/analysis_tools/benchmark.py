@@ -29,32 +29,15 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
 import mmplug_agg  # noqa: F401  (registers our modules into mmdet's and mmseg's registries)
 from mmplug_agg.testing.synthetic import make_batch_for_model
-from mmplug_agg.utils.launch import UserFacingError, load_config, run_cli
+from mmplug_agg.utils.launch import UserFacingError, build_model, load_config, run_cli
 
 MODES = ('inference', 'train')
 # Small enough that random targets do not make the weights diverge within a run.
 LEARNING_RATE = 1e-3
-
-
-def build_model(cfg: Config, device: str = 'cpu') -> Tuple[nn.Module, str]:
-    """Build ``cfg.model`` under the config's toolbox scope and move it to ``device``.
-
-    SyncBN layers become BatchNorm: SyncBN needs a process group, and a
-    single-process benchmark has none.
-
-    Returns:
-        The model and its toolbox ('mmdet' or 'mmseg').
-    """
-    toolbox = cfg.get('default_scope', 'mmdet')
-    init_default_scope(toolbox)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    return model.to(device), toolbox
 
 
 def _autocast(model: nn.Module, amp: bool) -> torch.autocast:

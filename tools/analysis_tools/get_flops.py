@@ -16,18 +16,16 @@ Example:
 """
 import argparse
 import warnings
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config, DictAction
-from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import MODELS, init_default_scope
 from torch import nn
 
 import mmplug_agg  # noqa: F401  (registers our modules into mmdet's and mmseg's registries)
 from mmplug_agg.testing.synthetic import make_batch_for_model
-from mmplug_agg.utils.launch import load_config, run_cli
+from mmplug_agg.utils.launch import build_model, load_config, run_cli
 
 
 class TensorForward(nn.Module):
@@ -45,23 +43,6 @@ class TensorForward(nn.Module):
 
     def forward(self, inputs: torch.Tensor):
         return self.model(inputs, self.data_samples, mode='tensor')
-
-
-def build_model(cfg: Config) -> Tuple[nn.Module, str]:
-    """Build ``cfg.model`` under the config's toolbox scope, on the CPU.
-
-    SyncBN layers become BatchNorm: SyncBN needs a process group, which a
-    single-process analysis does not have, and both count the same.
-
-    Returns:
-        The model and its toolbox ('mmdet' or 'mmseg').
-
-    Raises:
-        KeyError: A type in ``cfg.model`` is in no registry of the scope.
-    """
-    toolbox = cfg.get('default_scope', 'mmdet')
-    init_default_scope(toolbox)
-    return revert_sync_batchnorm(MODELS.build(cfg.model)), toolbox
 
 
 def measure_complexity(model: nn.Module,

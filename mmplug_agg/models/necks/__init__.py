@@ -1,3 +1,9 @@
-from .augfpn import AugFPN, ResidualFeatureAugmentation
+from mmplug_agg.registry import installed_toolboxes
+from .bifpn import BiFPN, bifpn_topology
+from .hrnetv2p_neck import HRNetV2pNeck
 
-__all__ = ['AugFPN', 'ResidualFeatureAugmentation']
+__all__ = ['BiFPN', 'bifpn_topology', 'HRNetV2pNeck']
+
+if 'mmdet' in installed_toolboxes():  # AugFPN extends mmdet's FPN
+    from .augfpn import AugFPN, ResidualFeatureAugmentation  # noqa: F401
+    __all__ += ['AugFPN', 'ResidualFeatureAugmentation']

@@ -1,0 +1,22 @@
+# Faster R-CNN with HRNetV2p-W32, 1x schedule on COCO: mmdet's recipe (40.2 box AP
+# reported by mmdet) with its HRFPN neck replaced by HRNetV2pNeck; everything else
+# (backbone, ImageNet weights, data, schedule) inherited unchanged. The neck is set
+# up as HRFPN computes (average pooling, no norm, no activation on the level convs)
+# and has HRFPN's parameter names. Ablations: pooling_type='MAX',
+# norm_cfg=dict(type='SyncBN') (HRFPN accepts but never applies a norm_cfg),
+# act_cfg=dict(type='ReLU').
+_base_ = 'mmdet::hrnet/faster-rcnn_hrnetv2p-w32-1x_coco.py'
+
+custom_imports = dict(imports=['mmplug_agg'], allow_failed_imports=False)
+
+model = dict(
+    neck=dict(
+        _delete_=True,
+        type='HRNetV2pNeck',
+        in_channels=[32, 64, 128, 256],
+        out_channels=256,
+        num_outs=5,
+        pooling_type='AVG',
+        norm_cfg=None,
+        act_cfg=None,
+        with_cp=False))

@@ -1,0 +1,4 @@
+from .consistent_supervision_heads import (ConsistentSupervisionRetinaHead,
+                                           ConsistentSupervisionRPNHead)
+
+__all__ = ['ConsistentSupervisionRetinaHead', 'ConsistentSupervisionRPNHead']
