@@ -1,21 +1,9 @@
 # fcn_hrnet_w18_cityscapes_512x1024_80k on the synthetic demo data, sized for 2 CPU
-# cores: HRNetV2-W18-Small's block counts trained from scratch (no downloads), BN
-# instead of SyncBN (single process, CPU), 256 px crops, 600 iterations.
+# cores (demo_hrnet_model in _base_/demo_segmentation.py: HRNetV2-W18-Small's block
+# counts from scratch, BN instead of SyncBN), 256 px crops, 600 iterations.
 _base_ = ['./fcn_hrnet_w18_cityscapes_512x1024_80k.py', './_base_/demo_segmentation.py']
 
-norm_cfg = dict(type='BN', requires_grad=True)
-model = dict(
-    pretrained=None,
-    data_preprocessor={{_base_.demo_data_preprocessor}},
-    backbone=dict(
-        norm_cfg=norm_cfg,
-        extra=dict(
-            stage1=dict(num_blocks=(2, )),
-            stage2=dict(num_blocks=(2, 2)),
-            stage3=dict(num_modules=3, num_blocks=(2, 2, 2)),
-            stage4=dict(num_modules=2, num_blocks=(2, 2, 2, 2)))),
-    decode_head=dict(norm_cfg=norm_cfg, num_classes=5))
-
+model = {{_base_.demo_hrnet_model}}
 train_dataloader = {{_base_.demo_train_dataloader}}
 val_dataloader = {{_base_.demo_val_dataloader}}
 test_dataloader = val_dataloader

@@ -94,6 +94,26 @@ def test_mmseg_config_with_custom_imports_builds_plugin_neck(tmp_path, toy_modul
     assert type(segmentor.neck).__name__ == 'ToyPassThroughNeck'
 
 
+def test_user_config_builds_our_classes_by_plain_name(tmp_path):
+    """A user's project config: an mmdet base, custom_imports, our types by name."""
+    config = tmp_path / 'my_augfpn.py'
+    config.write_text(textwrap.dedent('''
+        _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+        custom_imports = dict(imports=['mmplug_agg'], allow_failed_imports=False)
+        model = dict(
+            backbone=dict(init_cfg=None),
+            neck=dict(type='AugFPN'),
+            roi_head=dict(type='ConsistentSupervisionRoIHead',
+                          bbox_roi_extractor=dict(type='SoftRoIExtractor')))
+    '''))
+    cfg = Config.fromfile(str(config))
+    init_default_scope(cfg.default_scope)
+    from mmdet.registry import MODELS
+    detector = MODELS.build(cfg.model)
+    assert type(detector.neck).__name__ == 'AugFPN'
+    assert type(detector.roi_head.bbox_roi_extractor).__name__ == 'SoftRoIExtractor'
+
+
 @pytest.mark.parametrize('missing', ['mmdet', 'mmseg'])
 def test_imports_with_only_one_toolbox(missing):
     """Hide one toolbox from the import system; the other still gets our classes."""

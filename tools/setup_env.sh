@@ -60,6 +60,6 @@ pip_install -c "$constraints" setuptools -r requirements/runtime.txt -r requirem
 pip_install -c "$constraints" --no-deps openmim
 pip_install -c "$constraints" Click colorama model-index pandas rich tabulate requests
 pip_install -c "$constraints" --no-build-isolation --no-deps -e .
-"$py" -m mmplug_agg.utils.check_env
+"$py" -c "import sys; from mmplug_agg.utils.check_env import main; sys.exit(main())"
 echo "$stamp_key" > "$stamp"
 echo "[setup] done: activate with 'source $venv/bin/activate'"

@@ -8,6 +8,22 @@ demo_seg_palette = [(0, 0, 0), (220, 20, 60), (0, 130, 200), (60, 180, 75), (255
 demo_crop_size = (256, 256)
 demo_data_preprocessor = dict(size=demo_crop_size)
 
+# HRNet segmentors sized for 2 CPU cores: HRNetV2-W18-Small's block counts (each
+# config keeps its widths), trained from scratch (no downloads), BN instead of SyncBN
+# (single process, CPU).
+_demo_norm_cfg = dict(type='BN', requires_grad=True)
+demo_hrnet_model = dict(
+    pretrained=None,
+    data_preprocessor=demo_data_preprocessor,
+    backbone=dict(
+        norm_cfg=_demo_norm_cfg,
+        extra=dict(
+            stage1=dict(num_blocks=(2, )),
+            stage2=dict(num_blocks=(2, 2)),
+            stage3=dict(num_modules=3, num_blocks=(2, 2, 2)),
+            stage4=dict(num_modules=2, num_blocks=(2, 2, 2, 2)))),
+    decode_head=dict(norm_cfg=_demo_norm_cfg, num_classes=len(demo_seg_classes)))
+
 demo_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),

@@ -77,29 +77,27 @@ def _dataset_cfgs(dataset_cfg) -> Iterable:
 
 def check_datasets(cfg: Config, dataloader_keys: Iterable[str]) -> None:
     """Fail early, naming the folder and the fix, when a data set is not on disk."""
+    datasets = [(key, dataset) for key in dataloader_keys if cfg.get(key)
+                for dataset in _dataset_cfgs(cfg[key].get('dataset'))]
     demo_root = cfg.get('demo_data_root')
-    if demo_root and any(cfg.get(key) for key in dataloader_keys):
+    if demo_root and any(osp.normpath(dataset.get('data_root') or '') == osp.normpath(demo_root)
+                         for _, dataset in datasets):
         from mmplug_agg.datasets import check_demo_data
         try:
             check_demo_data(demo_root)
         except (FileNotFoundError, RuntimeError) as err:
             raise UserFacingError(str(err)) from None
-    for key in dataloader_keys:
-        loader = cfg.get(key)
-        if not loader:
-            continue
-        for dataset in _dataset_cfgs(loader.get('dataset')):
-            data_root = dataset.get('data_root') or ''
-            if data_root and not osp.isdir(data_root):
-                raise UserFacingError(
-                    f"{key}: data_root '{data_root}' does not exist; put the data set there or "
-                    "set it with --cfg-options "
-                    f"{key}.dataset.data_root=PATH")
-            ann_file = dataset.get('ann_file') or ''
-            if ann_file:
-                ann_path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
-                if not osp.isfile(ann_path):
-                    raise UserFacingError(f"{key}: annotation file '{ann_path}' does not exist")
+    for key, dataset in datasets:
+        data_root = dataset.get('data_root') or ''
+        if data_root and not osp.isdir(data_root):
+            raise UserFacingError(
+                f"{key}: data_root '{data_root}' does not exist; put the data set there or set "
+                f'it with --cfg-options {key}.dataset.data_root=PATH')
+        ann_file = dataset.get('ann_file') or ''
+        if ann_file:
+            ann_path = ann_file if osp.isabs(ann_file) else osp.join(data_root, ann_file)
+            if not osp.isfile(ann_path):
+                raise UserFacingError(f"{key}: annotation file '{ann_path}' does not exist")
 
 
 def set_local_rank_env(local_rank: int) -> None:
