@@ -55,7 +55,7 @@ class ConsistentSupervisionRoIHead(StandardRoIHead):
     """
 
     def __init__(self,
-                 *args,
+                 *,
                  aux_loss_weight: float = 0.25,
                  share_aux_head: bool = False,
                  aux_roi_extractor: Optional[dict] = None,
@@ -72,7 +72,6 @@ class ConsistentSupervisionRoIHead(StandardRoIHead):
         if aux_loss_weight < 0:
             raise ValueError(f'aux_loss_weight must be >= 0, got {aux_loss_weight}')
         super().__init__(
-            *args,
             bbox_roi_extractor=bbox_roi_extractor,
             bbox_head=bbox_head,
             mask_roi_extractor=mask_roi_extractor,
