@@ -54,7 +54,7 @@ def test_demo_config_loss_and_predict(path):
     cfg = Config.fromfile(str(path))
     model = build_model(cfg)
     model.init_weights()
-    shape = (160, 224)  # deliberately not square and not a multiple of 32
+    shape = (160, 224)  # not square; odd sizes are covered by the per-module tests
     if cfg.default_scope == 'mmdet':
         batch = make_det_batch(2, shape, num_classes(cfg), seed=0,
                                with_mask=getattr(model, 'with_mask', False))
