@@ -73,13 +73,13 @@ def bench_detectors(args) -> None:
                                                 num_iters=args.iters, warmup=args.warmup,
                                                 mode='both', device=args.device)
     print(f'\nFaster R-CNN R50, batch 2 of {args.shape[0]}x{args.shape[1]} on {args.device}')
-    print(f"{'config':<26}{'mode':<11}{'median ms':>11}{'peak MiB':>10}{'vs FPN':>9}")
+    print(f"{'config':<26}{'mode':<11}{'median ms':>11}{'peak MiB':>10}{'time/FPN':>10}")
     for name, result in results.items():
         for mode in ('train', 'inference'):
             row = result[mode]
             ratio = row['median_ms'] / results['fpn_faster_rcnn_r50'][mode]['median_ms']
             print(f"{name:<26}{mode:<11}{row['median_ms']:>11.1f}"
-                  f"{row['peak_memory_mib']:>10.1f}{ratio:>8.2f}x")
+                  f"{row['peak_memory_mib']:>10.1f}{ratio:>9.2f}x")
 
 
 def main() -> None:
