@@ -1,4 +1,4 @@
 """Helpers for tests and analysis tools that need no dataset on disk."""
-from .synthetic import make_det_batch, make_seg_batch
+from .synthetic import make_det_batch, make_seg_batch, tiny_hrnet_extra
 
-__all__ = ['make_det_batch', 'make_seg_batch']
+__all__ = ['make_det_batch', 'make_seg_batch', 'tiny_hrnet_extra']

@@ -194,3 +194,17 @@ def make_batch_for_model(model: nn.Module,
                               with_mask=model.with_mask,
                               seed=seed)
     return make_seg_batch(batch_size, size, model.num_classes, seed=seed)
+
+
+def tiny_hrnet_extra(widths=(8, 16, 32, 64)) -> dict:
+    """``extra`` of an mmseg/mmdet HRNet with one block per branch: fast in tests."""
+    stages = {}
+    for stage in range(1, 5):
+        branches = 1 if stage == 1 else stage
+        stages[f'stage{stage}'] = dict(
+            num_modules=1,
+            num_branches=branches,
+            block='BOTTLENECK' if stage == 1 else 'BASIC',
+            num_blocks=(1, ) * branches,
+            num_channels=tuple(widths[:branches]))
+    return stages

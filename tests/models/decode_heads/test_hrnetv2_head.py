@@ -11,7 +11,7 @@ from torch import nn
 import mmplug_agg  # noqa: F401
 from mmplug_agg.models.decode_heads import HRNetV2Head
 from mmplug_agg.registry import MODEL_REGISTRIES
-from mmplug_agg.testing import make_seg_batch
+from mmplug_agg.testing import make_seg_batch, tiny_hrnet_extra
 from mmplug_agg.testing.cli import CONFIG_DIR
 
 WIDTHS = [8, 16, 32, 64]
@@ -134,26 +134,7 @@ def test_v1_uses_only_the_highest_resolution_branch():
 def test_v1_on_a_backbone_without_lower_outputs_leaves_no_parameter_unused():
     """v1 + HRNet(multiscale_output=False): every parameter gets a gradient (plain DDP)."""
     from mmseg.models.backbones import HRNet
-    extra = dict(stage1=dict(num_modules=1,
-                             num_branches=1,
-                             block='BOTTLENECK',
-                             num_blocks=(1, ),
-                             num_channels=(8, )),
-                 stage2=dict(num_modules=1,
-                             num_branches=2,
-                             block='BASIC',
-                             num_blocks=(1, 1),
-                             num_channels=(8, 16)),
-                 stage3=dict(num_modules=1,
-                             num_branches=3,
-                             block='BASIC',
-                             num_blocks=(1, 1, 1),
-                             num_channels=(8, 16, 32)),
-                 stage4=dict(num_modules=1,
-                             num_branches=4,
-                             block='BASIC',
-                             num_blocks=(1, 1, 1, 1),
-                             num_channels=(8, 16, 32, 64)))
+    extra = tiny_hrnet_extra()
     backbone = HRNet(extra=extra, multiscale_output=False)
     head = HRNetV2Head(in_channels=WIDTHS, mode='v1', num_classes=5, norm_cfg=BN)
     branches = backbone(torch.randn(2, 3, 61, 93))

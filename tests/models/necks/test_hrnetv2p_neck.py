@@ -8,6 +8,7 @@ from mmengine.config import Config
 from torch import nn
 
 import mmplug_agg  # noqa: F401
+from mmplug_agg.testing import tiny_hrnet_extra
 from mmplug_agg.models.necks import HRNetV2pNeck
 from mmplug_agg.registry import MODEL_REGISTRIES
 from mmplug_agg.testing.cli import CONFIG_DIR
@@ -85,26 +86,7 @@ def test_odd_sizes_give_exact_ceil_halved_levels(pooling_type):
 def test_odd_image_through_an_hrnet_backbone():
     """mmseg's HRNet resizes to exact sizes, so a 333 x 517 image reaches the neck."""
     from mmseg.models.backbones import HRNet
-    extra = dict(stage1=dict(num_modules=1,
-                             num_branches=1,
-                             block='BOTTLENECK',
-                             num_blocks=(1, ),
-                             num_channels=(8, )),
-                 stage2=dict(num_modules=1,
-                             num_branches=2,
-                             block='BASIC',
-                             num_blocks=(1, 1),
-                             num_channels=(8, 16)),
-                 stage3=dict(num_modules=1,
-                             num_branches=3,
-                             block='BASIC',
-                             num_blocks=(1, 1, 1),
-                             num_channels=(8, 16, 32)),
-                 stage4=dict(num_modules=1,
-                             num_branches=4,
-                             block='BASIC',
-                             num_blocks=(1, 1, 1, 1),
-                             num_channels=(8, 16, 32, 64)))
+    extra = tiny_hrnet_extra()
     backbone = HRNet(extra=extra)
     neck = HRNetV2pNeck(in_channels=WIDTHS, out_channels=16, norm_cfg=BN)
     with torch.no_grad():
