@@ -15,15 +15,15 @@ each time and speed ratio; ``--threads 1`` avoids the large slow-downs that
 multi-threaded kernels suffer when another process holds a core.
 """
 import os
-import statistics
 import sys
-from typing import Dict, List
+from typing import Dict
 
 import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import compare, forward_backward, parse_args  # noqa: E402
+from timing import (compare_rounds, forward_backward, parse_args,  # noqa: E402
+                    saved_for_backward_mib)
 
 from mmplug_agg.models.necks.bifpn import BiFPN  # noqa: E402
 
@@ -62,33 +62,12 @@ def build(setting: str) -> Dict[str, nn.Module]:
     }
 
 
-def saved_for_backward_mib(module: nn.Module, feats: List[torch.Tensor]) -> float:
-    """MiB of distinct tensor storage autograd keeps for backward after one forward."""
-    storages = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        outputs = module(*feats)
-    del outputs
-    return sum(storages.values()) / 2**20
-
-
 def add_arguments(parser) -> None:
     parser.add_argument('--batch', type=int, default=2, help='images per batch')
-    parser.add_argument('--rounds', type=int, default=1,
-                        help='time all candidates this many times, in rotated order')
-    parser.add_argument('--threads', type=int, default=0,
-                        help='torch CPU threads (0: leave the default)')
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], extra=add_arguments)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     for setting, (_, in_channels, _, _, size) in SETTINGS.items():
         modules = {name: ListInput(m).to(args.device).train() for name, m in build(setting).items()}
@@ -102,20 +81,7 @@ def main() -> None:
         title = (f'BiFPN {setting}: batch {args.batch}, {size}x{size} image, '
                  f'features {[tuple(f.shape[1:]) for f in feats]}, '
                  f'{torch.get_num_threads()} thread(s)')
-        names = list(steps)
-        rounds = []
-        for index in range(args.rounds):
-            order = names[index % len(names):] + names[:index % len(names)]
-            label = f'{title}, round {index + 1}/{args.rounds}' if args.rounds > 1 else title
-            rounds.append(compare(label, {n: steps[n] for n in order}, reference=reference,
-                                  device=args.device, iters=args.iters, warmup=args.warmup))
-        if args.rounds > 1:
-            print(f'\n{title}: median over {args.rounds} rounds')
-            print(f"{'candidate':<34}{'median ms':>12}{'speed-up':>10}")
-            for name in names:
-                ms = statistics.median(r[name]['median_ms'] for r in rounds)
-                ratio = statistics.median(r[name]['speedup_vs_reference'] for r in rounds)
-                print(f'{name:<34}{ms:>12.2f}{ratio:>9.2f}x')
+        compare_rounds(title, steps, reference, args)
         print(f"{'candidate':<34}{'params':>12}{'saved for backward MiB':>26}")
         for name, module in modules.items():
             params = sum(p.numel() for p in module.parameters())

@@ -13,13 +13,12 @@ comparison and prints median speed-ups (for shared machines). Example:
 ``python benchmarks/bench_hrnetv2.py --iters 3 --warmup 1 --rounds 3``.
 """
 import os
-import statistics
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import compare, forward_backward, parse_args  # noqa: E402
+from timing import compare_rounds, forward_backward, parse_args  # noqa: E402
 
 import mmplug_agg  # noqa: E402,F401
 from mmplug_agg.models.decode_heads import HRNetV2Head  # noqa: E402
@@ -100,41 +99,18 @@ def bench_neck(args):
     return 'HRNetV2p-W32 neck, 800x1344 (padded 800x1333), batch 1', steps, 'mmdet HRFPN'
 
 
-def run(args, title, steps, reference):
-    """``compare`` ``--rounds`` times; with several, the median speed-up of each.
-
-    On a shared machine one round's times drift with the load; rounds spread
-    every candidate over the same stretch of time.
-    """
-    ratios = {name: [] for name in steps}
-    for index in range(args.rounds):
-        label = f'{title}, round {index + 1}/{args.rounds}' if args.rounds > 1 else title
-        results = compare(label, steps, reference, args.device, args.iters, args.warmup)
-        for name, result in results.items():
-            ratios[name].append(result['speedup_vs_reference'])
-    if args.rounds > 1:
-        print(f'\n{title}: median speed-up over {args.rounds} rounds')
-        for name, values in ratios.items():
-            print(f'{name:<34}{statistics.median(values):>9.2f}x  '
-                  f'(rounds: {", ".join(f"{v:.2f}" for v in values)})')
-
-
 def main():
 
     def extra(parser):
         parser.add_argument('--head-only', action='store_true')
         parser.add_argument('--neck-only', action='store_true')
-        parser.add_argument('--rounds',
-                            type=int,
-                            default=1,
-                            help='repeat the comparison, report median speed-ups')
 
     args = parse_args(__doc__.splitlines()[0], extra)
     torch.manual_seed(0)
     if not args.neck_only:
-        run(args, *bench_head(args))
+        compare_rounds(*bench_head(args), args)
     if not args.head_only:
-        run(args, *bench_neck(args))
+        compare_rounds(*bench_neck(args), args)
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
+from torch import nn
 
 
 def parse_args(description: str, extra: Optional[Callable] = None) -> argparse.Namespace:
@@ -21,9 +22,16 @@ def parse_args(description: str, extra: Optional[Callable] = None) -> argparse.N
     parser.add_argument('--warmup', type=int, default=3, help='untimed iterations first')
     parser.add_argument('--channels-last', action='store_true',
                         help='run modules and inputs in channels_last memory format')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='time all candidates this many times, in rotated order')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='torch CPU threads (0: leave the default)')
     if extra is not None:
         extra(parser)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    return args
 
 
 def _sync(device: str) -> None:
@@ -83,3 +91,50 @@ def compare(title: str, steps: Dict[str, Callable], reference: str, device: str,
         print(f"{name:<34}{res['median_ms']:>12.2f}{res['mean_ms']:>12.2f}"
               f"{res['peak_mib']:>12.1f}{ratio:>9.2f}x")
     return results
+
+
+def compare_rounds(title: str, steps: Dict[str, Callable], reference: str,
+                   args: argparse.Namespace) -> Dict[str, Dict]:
+    """:func:`compare` ``args.rounds`` times in rotated order; with several rounds, print medians.
+
+    On a shared CPU the time drifts with other processes' load; rotating the
+    order and taking the median over rounds keeps that drift out of the ratios.
+    Returns the medians over rounds (the one round's results when rounds == 1).
+    """
+    names = list(steps)
+    rounds = []
+    for index in range(args.rounds):
+        order = names[index % len(names):] + names[:index % len(names)]
+        label = f'{title}, round {index + 1}/{args.rounds}' if args.rounds > 1 else title
+        rounds.append(compare(label, {n: steps[n] for n in order}, reference=reference,
+                              device=args.device, iters=args.iters, warmup=args.warmup))
+    if args.rounds == 1:
+        return rounds[0]
+    medians = {
+        name: dict(median_ms=statistics.median(r[name]['median_ms'] for r in rounds),
+                   speedup_vs_reference=statistics.median(r[name]['speedup_vs_reference']
+                                                          for r in rounds))
+        for name in names
+    }
+    print(f'\n{title}: median over {args.rounds} rounds')
+    print(f"{'candidate':<34}{'median ms':>12}{'speed-up':>10}")
+    for name, res in medians.items():
+        print(f"{name:<34}{res['median_ms']:>12.2f}{res['speedup_vs_reference']:>9.2f}x")
+    return medians
+
+
+def saved_for_backward_mib(module: nn.Module, feats: List[torch.Tensor]) -> float:
+    """MiB of distinct tensor storage autograd keeps for backward after one forward."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        outputs = module(*feats)
+    del outputs
+    return sum(storages.values()) / 2**20
+
+

@@ -9,9 +9,9 @@ from .utils.check_env import check_mmcv
 check_mmcv()
 
 from . import models  # noqa: E402,F401  (registers the modules)
-from .utils.checkpoint import register_trusted_local_loader  # noqa: E402
+from .utils.checkpoint import register_checkpoint_loaders  # noqa: E402
 from .version import __version__, version_info  # noqa: E402
 
-register_trusted_local_loader()
+register_checkpoint_loaders()
 
 __all__ = ['__version__', 'version_info']
