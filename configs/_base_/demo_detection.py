@@ -13,6 +13,10 @@ demo_scale = (256, 256)
 demo_backbone = dict(depth=18, base_channels=32, stem_channels=32, frozen_stages=-1,
                      norm_eval=False, init_cfg=None)
 demo_backbone_channels = [32, 64, 128, 256]
+# The DLA configs' demo backbone: DLA-34 at half width, from scratch; its levels 2-5
+# have demo_backbone_channels, so necks and heads match the ResNet demos.
+demo_dla_backbone = dict(channels=(8, 16, 32, 64, 128, 256), frozen_stages=-1,
+                         norm_eval=False, init_cfg=None)
 demo_faster_rcnn_model = dict(
     backbone=demo_backbone,
     neck=dict(in_channels=demo_backbone_channels, out_channels=64),
@@ -22,6 +26,9 @@ demo_faster_rcnn_model = dict(
         bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=len(demo_classes))),
     train_cfg=dict(rpn_proposal=dict(nms_pre=1000, max_per_img=1000),
                    rcnn=dict(sampler=dict(num=64))))
+
+# The same Faster R-CNN on the half-width DLA-34.
+demo_dla_faster_rcnn_model = dict(demo_faster_rcnn_model, backbone=demo_dla_backbone)
 
 # Mask R-CNN: as above, plus a 64-channel mask head.
 demo_mask_rcnn_model = dict(

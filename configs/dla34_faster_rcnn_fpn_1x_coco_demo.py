@@ -1,0 +1,16 @@
+# dla34_faster_rcnn_fpn_1x_coco on the synthetic demo data, sized like
+# fpn_faster_rcnn_r50_demo.py (demo_dla_faster_rcnn_model in _base_/demo_detection.py:
+# DLA-34 at half width from scratch, whose levels 2-5 are as wide as the demo ResNet's
+# stages, 64 pyramid channels, 256 px images, 64 RoIs per image).
+_base_ = ['./dla34_faster_rcnn_fpn_1x_coco.py', './_base_/demo_detection.py']
+
+model = {{_base_.demo_dla_faster_rcnn_model}}
+train_dataloader = {{_base_.demo_train_dataloader}}
+val_dataloader = {{_base_.demo_val_dataloader}}
+test_dataloader = val_dataloader
+val_evaluator = {{_base_.demo_val_evaluator}}
+test_evaluator = val_evaluator
+train_cfg = {{_base_.demo_train_cfg}}
+param_scheduler = {{_base_.demo_param_scheduler}}
+optim_wrapper = {{_base_.demo_optim_wrapper}}
+default_hooks = {{_base_.demo_default_hooks}}
