@@ -1,3 +1,5 @@
 from .pyramid_features import PyramidFeatures, lateral_features
 
 __all__ = ['PyramidFeatures', 'lateral_features']
+from .ida_up import DLAUp, IDAUp, bilinear_kernel  # noqa: E402
+__all__ += ['DLAUp', 'IDAUp', 'bilinear_kernel']
