@@ -87,6 +87,25 @@ demo_val_evaluator = dict(
     ann_file=demo_data_root + 'annotations/instances_val.json',
     metric='bbox')
 
+# CenterNet's recipe wraps its training set in a RepeatDataset: replace it whole.
+demo_centernet_train_dataloader = dict(
+    demo_train_dataloader, dataset=dict(_delete_=True, **demo_train_dataloader['dataset']))
+# CenterNet reads where each image lies in its padded input ('border'), which its
+# test-time RandomCenterCropPad records; the demo test pipeline does the same.
+demo_centernet_val_dataloader = dict(
+    demo_val_dataloader,
+    dataset=dict(
+        demo_val_dataloader['dataset'],
+        pipeline=[
+            dict(type='LoadImageFromFile', to_float32=True),
+            dict(type='RandomCenterCropPad', ratios=None, border=None, mean=[0, 0, 0],
+                 std=[1, 1, 1], to_rgb=True, test_mode=True,
+                 test_pad_mode=['logical_or', 31], test_pad_add_pix=1),
+            dict(type='LoadAnnotations', with_bbox=True),
+            dict(type='PackDetInputs',
+                 meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'border')),
+        ]))
+
 # Instance segmentation: the same data with masks.
 demo_mask_train_dataloader = dict(
     demo_train_dataloader,

@@ -24,6 +24,15 @@ demo_hrnet_model = dict(
             stage4=dict(num_modules=2, num_blocks=(2, 2, 2, 2)))),
     decode_head=dict(norm_cfg=_demo_norm_cfg, num_classes=len(demo_seg_classes)))
 
+# DLA-Up segmentors: the config's DLA at half width (levels 1-5 of 16-256 channels),
+# from scratch, BN; the DLA-Up head takes the same five levels.
+_demo_dla_channels = (8, 16, 32, 64, 128, 256)
+demo_dla_up_model = dict(
+    data_preprocessor=demo_data_preprocessor,
+    backbone=dict(channels=_demo_dla_channels, norm_cfg=_demo_norm_cfg, init_cfg=None),
+    decode_head=dict(in_channels=list(_demo_dla_channels[1:]), norm_cfg=_demo_norm_cfg,
+                     num_classes=len(demo_seg_classes)))
+
 demo_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),

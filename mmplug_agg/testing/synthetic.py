@@ -36,7 +36,10 @@ def _image_and_meta(rng: np.random.RandomState, index: int,
                 pad_shape=(height, width),
                 scale_factor=(1.0, 1.0),
                 flip=False,
-                flip_direction=None)
+                flip_direction=None,
+                # Where the image lies in the padded input (top, bottom, left, right), as
+                # RandomCenterCropPad records it at test time; CenterNet's predict reads it.
+                border=(0, height, 0, width))
     return image, meta
 
 
