@@ -33,6 +33,29 @@ demo_dla_up_model = dict(
     decode_head=dict(in_channels=list(_demo_dla_channels[1:]), norm_cfg=_demo_norm_cfg,
                      num_classes=len(demo_seg_classes)))
 
+# DeepLab segmentors. Dilated ResNet: mmseg's ResNetV1c-18 at half width (stages of
+# 32-256 channels, output stride 8), from scratch.
+demo_deeplabv2_model = dict(
+    pretrained=None,
+    data_preprocessor=demo_data_preprocessor,
+    backbone=dict(depth=18, stem_channels=32, base_channels=32, norm_cfg=_demo_norm_cfg,
+                  init_cfg=None),
+    decode_head=dict(in_channels=256, num_classes=len(demo_seg_classes)))
+# DeepLab v3+ on the half-width DLA-34 (output stride 8; levels 2, 4, 5 of 32, 128 and
+# 256 channels) with a 64-channel ASPP.
+demo_deeplabv3plus_dla_model = dict(
+    data_preprocessor=demo_data_preprocessor,
+    backbone=dict(channels=_demo_dla_channels, norm_cfg=_demo_norm_cfg, init_cfg=None),
+    decode_head=dict(in_channels=256, c1_in_channels=32, channels=64, c1_channels=16,
+                     norm_cfg=_demo_norm_cfg, num_classes=len(demo_seg_classes)),
+    auxiliary_head=dict(in_channels=128, channels=64, norm_cfg=_demo_norm_cfg,
+                        num_classes=len(demo_seg_classes)))
+# DeepLab v3+ on the demo HRNet, with a 64-channel ASPP.
+demo_deeplabv3plus_hrnet_model = dict(
+    demo_hrnet_model,
+    decode_head=dict(channels=64, c1_channels=16, norm_cfg=_demo_norm_cfg,
+                     num_classes=len(demo_seg_classes)))
+
 demo_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),

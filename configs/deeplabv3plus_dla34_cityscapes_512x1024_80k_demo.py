@@ -1,0 +1,14 @@
+# deeplabv3plus_dla34_cityscapes_512x1024_80k on the synthetic demo data, sized for 2
+# CPU cores (demo_deeplabv3plus_dla_model: the half-width DLA-34 from scratch in
+# _base_/demo_segmentation.py; BN, 256 px crops, the 600-iteration demo schedule).
+_base_ = ['./deeplabv3plus_dla34_cityscapes_512x1024_80k.py', './_base_/demo_segmentation.py']
+
+model = {{_base_.demo_deeplabv3plus_dla_model}}
+train_dataloader = {{_base_.demo_train_dataloader}}
+val_dataloader = {{_base_.demo_val_dataloader}}
+test_dataloader = val_dataloader
+val_evaluator = {{_base_.demo_val_evaluator}}
+test_evaluator = val_evaluator
+train_cfg = {{_base_.demo_train_cfg}}
+param_scheduler = {{_base_.demo_param_scheduler}}
+default_hooks = {{_base_.demo_default_hooks}}
