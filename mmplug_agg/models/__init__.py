@@ -6,4 +6,4 @@ from . import backbones, layers, necks  # noqa: F401
 if 'mmdet' in installed_toolboxes():
     from . import dense_heads, detectors, roi_heads  # noqa: F401
 if 'mmseg' in installed_toolboxes():
-    from . import decode_heads  # noqa: F401
+    from . import decode_heads, segmentors  # noqa: F401

@@ -3,3 +3,5 @@ from .pyramid_features import PyramidFeatures, lateral_features
 __all__ = ['PyramidFeatures', 'lateral_features']
 from .ida_up import DLAUp, IDAUp, bilinear_kernel  # noqa: E402
 __all__ += ['DLAUp', 'IDAUp', 'bilinear_kernel']
+from .dense_crf import DenseCRF  # noqa: E402
+__all__ += ['DenseCRF']

@@ -1,0 +1,3 @@
+from .dense_crf_segmentors import CRFCascadeEncoderDecoder, CRFEncoderDecoder, DenseCRFMixin
+
+__all__ = ['CRFCascadeEncoderDecoder', 'CRFEncoderDecoder', 'DenseCRFMixin']
