@@ -9,6 +9,10 @@ from .utils.check_env import check_mmcv
 check_mmcv()
 
 from . import models  # noqa: E402,F401  (registers the modules)
+from .registry import installed_toolboxes  # noqa: E402
+
+if 'mmseg' in installed_toolboxes():
+    from . import evaluation  # noqa: F401  (registers the metrics)
 from .utils.checkpoint import register_checkpoint_loaders  # noqa: E402
 from .version import __version__, version_info  # noqa: E402
 

@@ -70,3 +70,10 @@ register_neck = register_model('mmdet', 'mmseg')
 register_layer = register_model('mmdet', 'mmseg')
 register_det_module = register_model('mmdet')
 register_seg_module = register_model('mmseg')
+
+
+def register_seg_metric(cls: Type) -> Type:
+    """Register an evaluation metric into mmseg's ``METRICS`` (when mmseg is installed)."""
+    if 'mmseg' in MODEL_REGISTRIES:
+        importlib.import_module('mmseg.registry').METRICS.register_module(module=cls)
+    return cls

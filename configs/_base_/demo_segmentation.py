@@ -94,6 +94,12 @@ demo_val_dataloader = dict(
         data_prefix=dict(img_path='images/val', seg_map_path='seg/val'),
         pipeline=demo_test_pipeline))
 demo_val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+# mIoU plus mIoU within 4 px of the ground-truth boundaries (DeepLab's trimap
+# evaluation), for comparing post-processing such as the dense CRF.
+demo_boundary_val_evaluator = [
+    demo_val_evaluator,
+    dict(type='TrimapIoUMetric', band_width=4, iou_metrics=['mIoU']),
+]
 
 # A short CPU schedule in iterations, polynomial decay as the real schedules.
 demo_max_iters = 600
