@@ -5,3 +5,5 @@ from .ida_up import DLAUp, IDAUp, bilinear_kernel  # noqa: E402
 __all__ += ['DLAUp', 'IDAUp', 'bilinear_kernel']
 from .dense_crf import DenseCRF  # noqa: E402
 __all__ += ['DenseCRF']
+from .aspp import DetectoRSASPP  # noqa: E402
+__all__ += ['DetectoRSASPP']

@@ -57,6 +57,16 @@ at about 0.88), and keeps each pixel's message to itself: to match its
 strength here, scale DeepLab's weights by those factors (about 2.2 and 2.65
 instead of 4 and 3).
 
+Kernel normalisation (``normalization``). With ``'none'`` the messages are the
+raw kernel sums of the energy above; with the appearance kernel at
+``theta_alpha = 67`` a pixel's sum runs into the thousands, so any weight of order
+one makes the update a hard vote of the similar pixels. The released dense-CRF
+code (Krähenbühl's 2.x) normalises each kernel by default, symmetrically and with
+each pixel's own term: ``D^-1/2 (K + I) D^-1/2 Q`` with ``D = diag((K + I) 1)``,
+so that a message is a weighted average of marginals in [0, 1]; weights such as
+DeepLab's 4 and 3 are of that scale. ``'symmetric'`` (the default) does the
+same, on top of either method.
+
 Self-contribution. Messages exclude ``j = i``. The exact and blur kernels drop
 the diagonal or the centre tap. On the lattice, pixel ``i`` reaches itself with
 weight ``b_i^T G b_i`` (``b_i`` its barycentric weights) where ``G_ab = 2^-m +
@@ -84,6 +94,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 METHODS = ('permutohedral', 'exact')
+NORMALIZATIONS = ('symmetric', 'none')
 EXACT_MAX_PIXELS = 4096
 BLUR_RADIUS_STDS = 3.5
 LATTICE_GAIN = 0.567
@@ -360,6 +371,10 @@ class _ExactKernels:
         q = q.view(self.batch, -1, q.shape[-1])
         return (self.appearance @ q).flatten(0, 1), (self.smoothness @ q).flatten(0, 1)
 
+    def apply(self, kind: str, q: Tensor) -> Tensor:
+        """One kernel's message (self excluded, unweighted)."""
+        return (getattr(self, kind) @ q.view(self.batch, -1, q.shape[-1])).flatten(0, 1)
+
     def pairwise(self, q: Tensor) -> Tensor:
         if not self.combined:
             # Mean field needs only the weighted sum: fold it into the smoothness
@@ -421,6 +436,10 @@ class _LatticeKernels:
     def messages(self, q: Tensor) -> Tuple[Tensor, Tensor]:
         return self.appearance(q), self.smoothness(q)
 
+    def apply(self, kind: str, q: Tensor) -> Tensor:
+        """One kernel's message (self excluded, unweighted)."""
+        return getattr(self, kind)(q)
+
     def pairwise(self, q: Tensor) -> Tensor:
         crf = self.crf
         out = torch.zeros_like(q) if self.lattice is None else self.appearance(
@@ -458,6 +477,14 @@ class DenseCRF(nn.Module):
         method (str): ``'permutohedral'`` (linear time; default) or ``'exact'``
             (dense kernel matrices, images of at most :data:`EXACT_MAX_PIXELS`
             pixels).
+        normalization (str): ``'symmetric'`` (default): each kernel is
+            normalised as ``D^-1/2 K D^-1/2`` with ``D = diag(K 1)`` and each
+            pixel's own term included, as in the released dense-CRF code that
+            DeepLab's weights were tuned with, so a message is a weighted
+            average of the neighbours' marginals (in [0, 1]). ``'none'``: the
+            raw kernel sums of the energy above (a message grows with the
+            number of similar pixels, thousands at theta_alpha = 67, so weights
+            must be far smaller).
 
     Example:
         >>> import torch
@@ -476,7 +503,8 @@ class DenseCRF(nn.Module):
                  appearance_rgb_std: float = 3.0,
                  smoothness_weight: float = 3.0,
                  smoothness_xy_std: float = 3.0,
-                 method: str = 'permutohedral') -> None:
+                 method: str = 'permutohedral',
+                 normalization: str = 'symmetric') -> None:
         super().__init__()
         if (not isinstance(num_iterations, int) or isinstance(num_iterations, bool)
                 or num_iterations < 0):
@@ -484,6 +512,10 @@ class DenseCRF(nn.Module):
                 f'DenseCRF: num_iterations must be a non-negative int, got {num_iterations!r}')
         if method not in METHODS:
             raise ValueError(f'DenseCRF: method must be one of {METHODS}, got {method!r}')
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f'DenseCRF: normalization must be one of {NORMALIZATIONS}, '
+                             f'got {normalization!r}')
+        self.normalization = normalization
         self.num_iterations = num_iterations
         self.appearance_weight = _check_number('appearance_weight', appearance_weight, False)
         self.appearance_xy_std = _check_number('appearance_xy_std', appearance_xy_std, True)
@@ -494,6 +526,7 @@ class DenseCRF(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'num_iterations={self.num_iterations}, method={self.method!r}, '
+                f'normalization={self.normalization!r}, '
                 f'appearance=({self.appearance_weight}, xy {self.appearance_xy_std}, '
                 f'rgb {self.appearance_rgb_std}), smoothness=({self.smoothness_weight}, '
                 f'xy {self.smoothness_xy_std})')
@@ -562,6 +595,28 @@ class DenseCRF(nn.Module):
             m.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
             for m in kernels.messages(q))
 
+    def _symmetric_pairwise(self, kernels, q: Tensor):
+        """``q -> sum_k w_k D_k^-1/2 (K_k + I) D_k^-1/2 q``, ``D_k = diag((K_k + I) 1)``.
+
+        The normalisers come from one pass of each kernel over ones, reused by
+        every iteration. ``K_k`` excludes each pixel itself; adding ``I``
+        restores the self term that the normalised reference keeps.
+        """
+        ones = q.new_ones(q.shape[0], 1)
+        terms = [(kind, weight) for kind, weight in (
+            ('appearance', self.appearance_weight), ('smoothness', self.smoothness_weight))
+                 if weight > 0]
+        norms = {kind: (kernels.apply(kind, ones) + 1).rsqrt() for kind, _ in terms}
+
+        def pairwise(q: Tensor) -> Tensor:
+            out = torch.zeros_like(q)
+            for kind, weight in terms:
+                scaled = q * norms[kind]
+                out.addcmul_(kernels.apply(kind, scaled).add_(scaled), norms[kind], value=weight)
+            return out
+
+        return pairwise
+
     def forward(self, logits: Tensor, images: Tensor) -> Tensor:
         """Marginals ``Q`` of shape ``(N, C, H, W)`` (probabilities over ``C``).
 
@@ -588,6 +643,11 @@ class DenseCRF(nn.Module):
         weighted = self.appearance_weight > 0 or self.smoothness_weight > 0
         if self.num_iterations > 0 and weighted:
             kernels = self._kernels(images, self.method, dtype, self.appearance_weight > 0)
-            for _ in range(self.num_iterations):
-                q = torch.softmax(kernels.pairwise(q).add_(unary), -1)
+            if self.normalization == 'none':
+                for _ in range(self.num_iterations):
+                    q = torch.softmax(kernels.pairwise(q).add_(unary), -1)
+            else:
+                pairwise = self._symmetric_pairwise(kernels, q)
+                for _ in range(self.num_iterations):
+                    q = torch.softmax(pairwise(q).add_(unary), -1)
         return q.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
