@@ -1,10 +1,17 @@
 """TrimapIoUMetric: IoU restricted to a band around ground-truth boundaries."""
 import pytest
 import torch
+from mmengine.registry import init_default_scope
 from mmseg.registry import METRICS
 
 import mmplug_agg  # noqa: F401
 from mmplug_agg.evaluation import TrimapIoUMetric, boundary_band
+
+
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """Other tests may have left mmdet's scope, where mmseg's metrics do not resolve."""
+    init_default_scope('mmseg')
 
 
 def test_band_covers_pixels_near_label_changes_only():

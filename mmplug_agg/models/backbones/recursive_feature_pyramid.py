@@ -69,11 +69,13 @@ def _build_registry() -> Registry:
     """The registry that builds the inner backbone and neck.
 
     mmengine's ``Registry.build`` switches to the registry of the current
-    default scope when one is set (``default_scope='mmdet'`` or ``'mmseg'`` in
-    a config, or the scope of the registry that is building this wrapper), so
-    building through mmdet's registry finds mmseg's modules in an mmseg run;
-    with no default scope (a bare ``MODELS.build`` call) mmdet's own modules
-    are used, or mmseg's when mmdet is not installed.
+    default scope when one is set (a config's ``default_scope``, which the
+    runner installs, or a ``_scope_`` key of the config being built), so
+    building through mmdet's registry finds mmseg's modules in an mmseg run.
+    The registry that builds this wrapper sets no scope by itself: with none
+    set (a bare ``MODELS.build`` call) mmdet's own modules are used, or
+    mmseg's when mmdet is not installed; ``'mmseg.ResNetV1c'``-style types
+    pick a toolbox explicitly.
     """
     return MODEL_REGISTRIES.get('mmdet') or MODEL_REGISTRIES['mmseg']
 
@@ -157,6 +159,7 @@ class RecursiveFeaturePyramid(BaseModule):
         runner = build_stage_runner(self.backbone)
         self.neck = registry.build(copy.deepcopy(neck))
         self.feedback_paths = self._feedback_paths(runner, self.neck)
+        self._first_fed_stage = min(stage for _, stage in self.feedback_paths)
         width = self.neck.out_channels
         num_branches = len(tuple(aspp_dilations))
         if aspp_out_channels * num_branches != width:
@@ -238,13 +241,13 @@ class RecursiveFeaturePyramid(BaseModule):
         if first_time and not self._loads_checkpoint():
             self._zero_fusion_layers()
 
-    def _run_backbone(self,
-                      runner: StageRunner,
-                      image: Optional[Tensor] = None,
-                      feedback: Optional[Dict[int, Tensor]] = None,
-                      resume: Optional[Resume] = None,
-                      keep_from: Optional[int] = None
-                      ) -> Tuple[Tuple[Tensor, ...], Optional[Resume]]:
+    def _run_backbone(
+            self,
+            runner: StageRunner,
+            image: Optional[Tensor] = None,
+            feedback: Optional[Dict[int, Tensor]] = None,
+            resume: Optional[Resume] = None,
+            keep_from: Optional[int] = None) -> Tuple[Tuple[Tensor, ...], Optional[Resume]]:
         """Outputs of one backbone pass and, if ``keep_from`` is given, the state at that stage."""
         feedback = feedback or {}
         if resume is None:
@@ -266,10 +269,10 @@ class RecursiveFeaturePyramid(BaseModule):
         return weight * new + (1 - weight) * old
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        first_fed = min(stage for _, stage in self.feedback_paths)
         feats, resume = self._run_backbone(
-            self._runners[0], image=x,
-            keep_from=first_fed if self.share_backbone_weights else None)
+            self._runners[0],
+            image=x,
+            keep_from=self._first_fed_stage if self.share_backbone_weights else None)
         pyramid = tuple(self.neck(feats))
         for step in range(1, self.rfp_steps):
             index = 0 if self.share_backbone_weights else step - 1

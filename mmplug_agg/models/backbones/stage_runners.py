@@ -70,7 +70,8 @@ class StageRunner:
             raise ValueError(f'{type(self.backbone).__name__} stage {index} has no residual block '
                              f'to take feedback; feedback stages: {sorted(self.feedback_stages)}')
 
-    def forward(self, x: Tensor,
+    def forward(self,
+                x: Tensor,
                 feedback: Optional[Dict[int, Tensor]] = None) -> Tuple[Tensor, ...]:
         """The backbone's outputs, with ``feedback[i]`` added inside stage ``i``."""
         feedback = feedback or {}
@@ -242,8 +243,8 @@ def _resnet_families() -> Dict[Type, Callable[[nn.Module], StageRunner]]:
         basics = (resnet.BasicBlock, )
         for name in backbones:
             cls = getattr(resnext if name == 'ResNeXt' else resnet, name)
-            families[cls] = (lambda backbone, b=bottlenecks, s=basics:
-                             ResNetStageRunner(backbone, b, s))
+            families[cls] = (
+                lambda backbone, b=bottlenecks, s=basics: ResNetStageRunner(backbone, b, s))
     return families
 
 

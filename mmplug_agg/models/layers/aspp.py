@@ -52,12 +52,13 @@ class DetectoRSASPP(BaseModule):
         (2, 256, 25, 38)
     """
 
-    def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
-                 dilations: Sequence[int] = (1, 3, 6, 1),
-                 init_cfg: Union[dict, List[dict], None] = dict(type='Kaiming', layer='Conv2d')
-                 ) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        dilations: Sequence[int] = (1, 3, 6, 1),
+        init_cfg: Union[dict, List[dict], None] = dict(type='Kaiming', layer='Conv2d')
+    ) -> None:
         super().__init__(init_cfg)
         for name, value in (('in_channels', in_channels), ('out_channels', out_channels)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -70,8 +71,12 @@ class DetectoRSASPP(BaseModule):
         for dilation in dilations:
             kernel_size = 1 if dilation == 1 else 3
             self.aspp.append(
-                nn.Conv2d(in_channels, out_channels, kernel_size,
-                          padding=dilation * (kernel_size // 2), dilation=dilation, bias=True))
+                nn.Conv2d(in_channels,
+                          out_channels,
+                          kernel_size,
+                          padding=dilation * (kernel_size // 2),
+                          dilation=dilation,
+                          bias=True))
         self.gap = nn.AdaptiveAvgPool2d(1)
 
     @staticmethod

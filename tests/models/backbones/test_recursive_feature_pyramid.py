@@ -1,5 +1,6 @@
 """RecursiveFeaturePyramid: parity with mmdet's DetectoRS_ResNet + RFP, stage runners, gradients,
 shared weights, init, freezing, bad configs, and a Faster R-CNN loss step."""
+import copy
 import os.path as osp
 import re
 
@@ -260,7 +261,8 @@ def test_dla_feedback_is_added_to_the_first_blocks_shortcut():
             plain_inputs = dict(seen)
             fed = runner.run_stage(level, x, feedback)
         hook.remove()
-        expected = torch.relu(block.residual(plain_inputs['x']) + plain_inputs['shortcut'] + feedback)
+        expected = torch.relu(
+            block.residual(plain_inputs['x']) + plain_inputs['shortcut'] + feedback)
         torch.testing.assert_close(seen['out'], expected)
         assert (fed - plain).abs().max() > 1e-3
 
@@ -361,6 +363,17 @@ def test_three_steps_at_an_odd_size():
     assert not grads_missing(model)
 
 
+def test_a_deep_copy_runs_its_own_modules():
+    # EMA hooks deep-copy the model: the copy's stage runners must drive the copy.
+    model = RecursiveFeaturePyramid(**TINY).eval()
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in clone.rfp_backbones[0].layer4.parameters():
+            p.mul_(2)
+        image = torch.randn(1, 3, 64, 96)
+        assert (clone(image)[3] - model(image)[3]).abs().max() > 1e-4
+
+
 def test_fpn_with_start_level_feeds_the_matching_stages():
     # RetinaNet-style: the pyramid starts at C3 (stage 1); P3 is its finest level, not fed.
     model = RecursiveFeaturePyramid(TINY_BACKBONE, fpn([16, 32, 64, 128], 32, start_level=1),
@@ -382,9 +395,9 @@ def test_every_copy_is_initialised_from_the_backbone_checkpoint(tmp_path):
     model = RecursiveFeaturePyramid(backbone, TINY_NECK, rfp_steps=3, aspp_out_channels=8,
                                     init_cfg=dict(type='Normal', layer='Conv2d', std=1.0))
     model.init_weights()
-    for copy in (model.backbone, *model.rfp_backbones):
+    for replica in (model.backbone, *model.rfp_backbones):
         for key, value in source.state_dict().items():
-            torch.testing.assert_close(copy.state_dict()[key], value)
+            torch.testing.assert_close(replica.state_dict()[key], value)
     for conv in [model.gate, *model.feedback_convs.modules()]:
         if isinstance(conv, nn.Conv2d):
             assert conv.weight.abs().sum() == 0 and conv.bias.abs().sum() == 0
@@ -395,11 +408,11 @@ def test_every_copy_is_initialised_from_the_backbone_checkpoint(tmp_path):
 def test_frozen_stages_and_norm_eval_apply_to_every_copy():
     backbone = dict(TINY_BACKBONE, frozen_stages=1, norm_eval=True)
     model = RecursiveFeaturePyramid(backbone, TINY_NECK, aspp_out_channels=8).train()
-    for copy in (model.backbone, *model.rfp_backbones):
-        frozen = [copy.conv1, copy.norm1, copy.layer1]
+    for replica in (model.backbone, *model.rfp_backbones):
+        frozen = [replica.conv1, replica.norm1, replica.layer1]
         assert all(not p.requires_grad for m in frozen for p in m.parameters())
-        assert all(not m.training for m in copy.modules() if isinstance(m, nn.BatchNorm2d))
-        assert all(p.requires_grad for p in copy.layer2.parameters())
+        assert all(not m.training for m in replica.modules() if isinstance(m, nn.BatchNorm2d))
+        assert all(p.requires_grad for p in replica.layer2.parameters())
     assert model.neck.training and model.aspp.training
     total_output(model(torch.randn(1, 3, 64, 96))).backward()
     assert not grads_missing(model)
