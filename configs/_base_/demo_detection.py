@@ -106,6 +106,20 @@ demo_centernet_val_dataloader = dict(
                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'border')),
         ]))
 
+# RecursiveFeaturePyramid detectors: the demo backbone and neck inside the wrapper
+# (ASPP 4 x 16 channels for the 64-channel pyramid), the plain demos' heads, no neck.
+demo_rfp_faster_rcnn_model = dict(
+    {k: v for k, v in demo_faster_rcnn_model.items() if k not in ('backbone', 'neck')},
+    backbone=dict(backbone=demo_backbone, neck=demo_faster_rcnn_model['neck'],
+                  aspp_out_channels=16))
+demo_rfp_dla_faster_rcnn_model = dict(
+    demo_rfp_faster_rcnn_model,
+    backbone=dict(demo_rfp_faster_rcnn_model['backbone'], backbone=demo_dla_backbone))
+demo_rfp_retinanet_model = dict(
+    bbox_head=demo_retinanet_model['bbox_head'],
+    backbone=dict(backbone=demo_backbone, neck=demo_retinanet_model['neck'],
+                  aspp_out_channels=16))
+
 # Instance segmentation: the same data with masks.
 demo_mask_train_dataloader = dict(
     demo_train_dataloader,
