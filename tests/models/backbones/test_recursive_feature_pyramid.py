@@ -8,7 +8,7 @@ import mmdet
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
+from mmengine.registry import DefaultScope, init_default_scope
 from torch import nn
 
 import mmplug_agg  # noqa: F401
@@ -29,6 +29,12 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def mmdet_scope():
+    """mmdet's types resolve in mmdet's scope; an earlier test may have left mmseg's."""
+    init_default_scope('mmdet')
 
 
 BN = dict(type='BN', requires_grad=True)
