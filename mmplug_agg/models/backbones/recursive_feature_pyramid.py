@@ -43,7 +43,10 @@ in every pass, so later passes start from the first pass's output there
 instead of recomputing it.
 
 The backbone is run through a stage runner (:mod:`.stage_runners`): mmdet's
-and mmseg's ResNet, ResNetV1c/ResNetV1d, ResNeXt, and this package's DLA.
+and mmseg's ResNet, ResNetV1c/ResNetV1d, ResNeXt and SwinTransformer, mmdet's
+Res2Net and DetectoRS_ResNet/DetectoRS_ResNeXt (whose switchable atrous
+convolution makes RFP + SAC, the full DetectoRS backbone), and this package's
+DLA.
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -56,13 +59,13 @@ from torch import Tensor, nn
 from mmplug_agg.models.layers.aspp import DetectoRSASPP
 from mmplug_agg.registry import MODEL_REGISTRIES, register_backbone
 
-from .stage_runners import StageRunner, build_stage_runner
+from .stage_runners import StageRunner, StageState, build_stage_runner
 
 # A feedback path: (pyramid level that is fed back, backbone stage it enters).
 FeedbackPath = Tuple[int, int]
 # Where a later pass may start when the backbone is shared:
 # (first stage to run, its input, the outputs of the stages before it).
-Resume = Tuple[int, Tensor, Tuple[Tensor, ...]]
+Resume = Tuple[int, StageState, Tuple[Tensor, ...]]
 
 
 def _build_registry() -> Registry:
@@ -94,7 +97,9 @@ class RecursiveFeaturePyramid(BaseModule):
 
     Args:
         backbone (dict): Config of the backbone (``ResNet``, ``ResNetV1c``,
-            ``ResNetV1d``, ``ResNeXt`` of mmdet or mmseg, or ``DLA``); its
+            ``ResNetV1d``, ``ResNeXt``, ``SwinTransformer`` of mmdet or mmseg,
+            mmdet's ``Res2Net``, ``DetectoRS_ResNet`` or ``DetectoRS_ResNeXt``
+            with SAC, or ``DLA``); its
             ``init_cfg``, ``frozen_stages`` and ``norm_eval`` apply to every copy.
         neck (dict): Config of an FPN-like neck (``in_channels``,
             ``out_channels``, optional ``start_level``/``end_level``), shared
@@ -251,18 +256,18 @@ class RecursiveFeaturePyramid(BaseModule):
         """Outputs of one backbone pass and, if ``keep_from`` is given, the state at that stage."""
         feedback = feedback or {}
         if resume is None:
-            start, x, outs = 0, runner.stem(image), []
+            start, state, outs = 0, runner.stem(image), []
         else:
-            start, x, kept = resume
+            start, state, kept = resume
             outs = list(kept)
-        state = None
+        kept_state = None
         for stage in range(start, runner.last_stage + 1):
             if stage == keep_from:
-                state = (stage, x, tuple(outs))
-            x = runner.run_stage(stage, x, feedback.get(stage))
+                kept_state = (stage, state, tuple(outs))
+            state = runner.run_stage(stage, state, feedback.get(stage))
             if stage in runner.out_indices:
-                outs.append(x)
-        return tuple(outs), state
+                outs.append(runner.stage_output(stage, state))
+        return tuple(outs), kept_state
 
     def _fuse(self, new: Tensor, old: Tensor) -> Tensor:
         weight = torch.sigmoid(self.gate(new))

@@ -58,6 +58,9 @@ TINY_BACKBONE = dict(type='ResNet', **resnet(18, base=16))
 TINY_NECK = fpn([16, 32, 64, 128], 32)
 TINY = dict(backbone=TINY_BACKBONE, neck=TINY_NECK, aspp_out_channels=8)
 HALF_DLA34 = dict(type='DLA', arch='dla34', channels=(8, 16, 32, 64, 128, 256))
+TINY_SWIN = dict(type='SwinTransformer', embed_dims=16, depths=(2, 2, 2, 2),
+                 num_heads=(1, 2, 2, 4), window_size=4, out_indices=(0, 1, 2, 3),
+                 drop_path_rate=0.0)  # stochastic depth would make training runs differ
 
 
 def num_params(module: nn.Module) -> int:
@@ -71,23 +74,28 @@ def total_output(outputs) -> torch.Tensor:
 # ---------------------------------------------------------------- parity with mmdet's RFP
 
 
-def mmdet_detectors(rfp_steps=2, base=64, seed=1):
+# DetectoRS's backbone: weight-standardised convs, SAC (deformable) in stages 1-3.
+SAC = dict(conv_cfg=dict(type='ConvAWS'), sac=dict(type='SAC', use_deform=True),
+           stage_with_sac=(False, True, True, True))
+NO_SAC = dict(sac=None, stage_with_sac=(False, ) * 4)
+
+
+def mmdet_detectors(rfp_steps=2, base=64, seed=1, sac=False):
     """mmdet's DetectoRS_ResNet (outputs the image) and RFP neck, with every weight random.
 
     BN affine parameters and statistics, and the layers RFP zero-initialises
     (the feedback convs ``rfp_conv`` and the gate ``rfp_weight``) are random too,
-    so the parity check exercises the whole feedback path.
+    so the parity check exercises the whole feedback path; with ``sac`` also
+    SAC's switch, contexts, offsets and large-rate weight difference.
     """
     torch.manual_seed(seed)
     width = 4 * base  # the FPN width that keeps mmdet's 64-of-256 ASPP ratio
-    res = resnet(50, base=base)
-    backbone = MMDET.build(dict(type='DetectoRS_ResNet', sac=None, stage_with_sac=(False, ) * 4,
-                                output_img=True, **res))
+    res = dict(resnet(50, base=base), **(SAC if sac else NO_SAC))
+    backbone = MMDET.build(dict(type='DetectoRS_ResNet', output_img=True, **res))
     neck = MMDET.build(
         dict(fpn([base * 4 * 2**i for i in range(4)], width), type='RFP', rfp_steps=rfp_steps,
              aspp_out_channels=width // 4, aspp_dilations=(1, 3, 6, 1),
-             rfp_backbone=dict(type='DetectoRS_ResNet', rfp_inplanes=width, sac=None,
-                               stage_with_sac=(False, ) * 4, **res)))
+             rfp_backbone=dict(type='DetectoRS_ResNet', rfp_inplanes=width, **res)))
     backbone.init_weights()
     neck.init_weights()
     gen = torch.Generator().manual_seed(seed)
@@ -100,17 +108,23 @@ def mmdet_detectors(rfp_steps=2, base=64, seed=1):
                     layer.running_mean.copy_(torch.randn(layer.num_features, generator=gen) * 0.1)
                     layer.running_var.copy_(torch.rand(layer.num_features, generator=gen) + 0.5)
                 elif isinstance(layer, nn.Conv2d) and layer.bias is not None:
-                    # rfp_conv, rfp_weight, the ASPP, the FPN: weights of unit gain, random biases.
+                    # rfp_conv, rfp_weight, the ASPP, the FPN, SAC's switch, contexts and
+                    # offsets: weights of unit gain, random biases.
                     fan_in = layer.weight[0].numel()
                     layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) / fan_in**0.5)
                     layer.bias.copy_(torch.randn(layer.out_channels, generator=gen) * 0.1)
+                if hasattr(layer, 'weight_diff'):
+                    layer.weight_diff.copy_(
+                        torch.randn(layer.weight_diff.shape, generator=gen) * 0.05)
     return backbone, neck
 
 
-def ours_like(rfp_steps=2, base=64, **kwargs) -> RecursiveFeaturePyramid:
+def ours_like(rfp_steps=2, base=64, sac=False, **kwargs) -> RecursiveFeaturePyramid:
     width = 4 * base
+    backbone = (dict(type='DetectoRS_ResNet', **resnet(50, base=base), **SAC) if sac else dict(
+        type='ResNet', **resnet(50, base=base)))
     return RecursiveFeaturePyramid(
-        backbone=dict(type='ResNet', **resnet(50, base=base)),
+        backbone=backbone,
         neck=fpn([base * 4 * 2**i for i in range(4)], width), rfp_steps=rfp_steps,
         aspp_out_channels=width // 4, **kwargs)
 
@@ -196,6 +210,24 @@ def test_parity_in_training_mode_outputs_and_gradients(rfp_steps):
             assert (ours_grad - param.grad).abs().max().item() < 1e-5 * scale, name
 
 
+def test_parity_with_mmdet_detectors_rfp_and_sac():
+    """The full DetectoRS backbone: RFP around DetectoRS_ResNet with SAC and ConvAWS."""
+    backbone, neck = mmdet_detectors(base=16, seed=3, sac=True)
+    ours = ours_like(base=16, sac=True)
+    load_mmdet_weights(ours, backbone, neck)
+    assert num_params(ours) == num_params(backbone) + num_params(neck)
+    sacs = [m for m in ours.modules() if type(m).__name__ == 'SAConv2d']
+    assert len(sacs) == 2 * (4 + 6 + 3)  # conv2 of every block of stages 1-3, in both passes
+    for module in (ours, backbone, neck):
+        module.eval()
+    image = torch.randn(1, 3, 96, 128)  # SAC's reflect padding needs stride-32 maps >= 3 px
+    with torch.no_grad():
+        expected = neck(backbone(image))
+        got = ours(image)
+    for g, e in zip(got, expected):
+        assert (g - e).abs().max().item() < 1e-5
+
+
 # ---------------------------------------------------------------- stage runners
 
 RUNNER_BACKBONES = {
@@ -208,6 +240,14 @@ RUNNER_BACKBONES = {
                  position='after_conv3')])),
     'mmseg ResNetV1c-18': dict(type='mmseg.ResNetV1c', **resnet(18, base=16)),
     'DLA-34 half width': dict(HALF_DLA34, out_indices=(1, 2, 3, 4, 5)),
+    'mmdet Res2Net-50 26w4s with_cp': dict(type='Res2Net', scales=4, base_width=26,
+                                            **resnet(50, base=16, with_cp=True)),
+    'mmdet DetectoRS_ResNet-50 SAC': dict(type='DetectoRS_ResNet', **resnet(50, base=16), **SAC),
+    'mmdet ResNet-50 SAC through dcn': dict(
+        type='ResNet', dcn=dict(type='SAC', use_deform=True),
+        stage_with_dcn=(False, True, True, True), **resnet(50, base=16)),
+    'mmdet Swin': dict(TINY_SWIN, with_cp=True),
+    'mmseg Swin': dict(TINY_SWIN, type='mmseg.SwinTransformer', out_indices=(1, 3)),
 }
 
 
@@ -219,13 +259,17 @@ def test_runner_reproduces_the_backbone_forward(name):
     backbone = MMDET.build(RUNNER_BACKBONES[name])
     backbone.init_weights()
     runner = build_stage_runner(backbone)
-    image = torch.randn(1, 3, 45, 67)
+    # Odd-sized; SAC's reflect padding needs stride-32 maps of at least 3 pixels.
+    image = torch.randn(1, 3, 99, 131)
     # Training mode with grads, so that with_cp really checkpoints.
     image.requires_grad_(True)
     expected = backbone(image)
     assert len(runner.out_indices) == len(expected)
-    for got in (runner.forward(image),
-                runner.forward(image, {s: torch.zeros(()) for s in runner.feedback_stages})):
+    # Zero feedback goes through the re-implemented first blocks and changes nothing.
+    zeros = {stage: torch.zeros_like(out) for stage, out in zip(runner.out_indices, expected)
+             if stage in runner.feedback_stages}
+    assert zeros
+    for got in (runner.forward(image), runner.forward(image, zeros)):
         for g, e in zip(got, expected):
             assert g.shape == e.shape
             assert (g - e).abs().max().item() < 1e-5
@@ -271,6 +315,26 @@ def test_dla_feedback_is_added_to_the_first_blocks_shortcut():
             block.residual(plain_inputs['x']) + plain_inputs['shortcut'] + feedback)
         torch.testing.assert_close(seen['out'], expected)
         assert (fed - plain).abs().max() > 1e-3
+
+
+def test_swin_feedback_joins_the_residual_stream_after_the_first_block():
+    swin = MMDET.build(TINY_SWIN)
+    swin.eval()  # Swin's train() returns None
+    runner = build_stage_runner(swin)
+    assert runner.stage_channels == (16, 32, 64, 128)
+    stage = swin.stages[1]
+    tokens, hw_shape = torch.randn(1, 13 * 17, 32), (13, 17)
+    feedback = torch.randn(1, 32, 13, 17)
+    with torch.no_grad():
+        x = stage.blocks[0](tokens, hw_shape) + feedback.flatten(2).transpose(1, 2)
+        x = stage.blocks[1](x, hw_shape)
+        merged, merged_hw_shape = stage.downsample(x, hw_shape)
+        got = runner.run_stage(1, (tokens, hw_shape, None, None), feedback)
+    assert got[1] == merged_hw_shape == (7, 9) and got[3] == hw_shape
+    torch.testing.assert_close(got[0], merged)
+    torch.testing.assert_close(got[2], x)
+    out = runner.stage_output(1, got)
+    assert out.shape == (1, 32, 13, 17)
 
 
 # ---------------------------------------------------------------- behaviour
@@ -346,17 +410,34 @@ def test_shared_weights_equal_separate_copies_with_equal_weights():
             torch.testing.assert_close(s, p)
 
 
-@pytest.mark.parametrize('backbone, in_channels', [
-    (dict(type='ResNeXt', groups=4, base_width=4, **resnet(50, base=16)), [64, 128, 256, 512]),
-    (dict(HALF_DLA34, out_indices=(2, 3, 4, 5)), [32, 64, 128, 256]),
-])
-def test_two_passes_on_resnext_and_dla_at_an_odd_size(backbone, in_channels):
-    model = RecursiveFeaturePyramid(backbone, fpn(in_channels, 32), aspp_out_channels=8).eval()
-    assert [stage for _, stage in model.feedback_paths] == (
-        [1, 2, 3] if backbone['type'] == 'ResNeXt' else [3, 4, 5])
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, 99, 131))
+RESNET_WIDTHS = [64, 128, 256, 512]
+TWO_PASS_BACKBONES = {
+    'ResNeXt': (dict(type='ResNeXt', groups=4, base_width=4, **resnet(50, base=16)),
+                RESNET_WIDTHS, [1, 2, 3]),
+    'Res2Net': (dict(type='Res2Net', **resnet(50, base=16)), RESNET_WIDTHS, [1, 2, 3]),
+    'DetectoRS_ResNet SAC': (dict(type='DetectoRS_ResNet', **resnet(50, base=16), **SAC),
+                             RESNET_WIDTHS, [1, 2, 3]),
+    'Swin': (TINY_SWIN, [16, 32, 64, 128], [1, 2, 3]),
+    'DLA SAC through dcn': (dict(HALF_DLA34, out_indices=(2, 3, 4, 5),
+                                 dcn=dict(type='SAC', use_deform=True),
+                                 stage_with_dcn=(False, False, True, True)),
+                            [32, 64, 128, 256], [3, 4, 5]),
+}
+
+
+@pytest.mark.parametrize('name', list(TWO_PASS_BACKBONES))
+def test_two_passes_on_each_family_at_an_odd_size(name):
+    """Forward and backward in training mode; every parameter gets a gradient."""
+    backbone, in_channels, fed_stages = TWO_PASS_BACKBONES[name]
+    torch.manual_seed(0)
+    model = RecursiveFeaturePyramid(backbone, fpn(in_channels, 32), aspp_out_channels=8)
+    model.init_weights()
+    model.train()
+    assert [stage for _, stage in model.feedback_paths] == fed_stages
+    outs = model(torch.randn(2, 3, 99, 131))
     assert [tuple(o.shape[-2:]) for o in outs] == [(25, 33), (13, 17), (7, 9), (4, 5), (2, 3)]
+    total_output(outs).backward()
+    assert not grads_missing(model)
 
 
 def test_three_steps_at_an_odd_size():
@@ -444,9 +525,10 @@ BAD_CONFIGS = [
      'neck'),
     (dict(TINY, backbone=dict(HALF_DLA34, out_indices=(0, 1, 2, 3, 4, 5)),
           neck=fpn([8, 16, 32, 64, 128, 256], 32, num_outs=6)), 'backbone.out_indices'),
-    (dict(TINY, backbone=dict(type='Res2Net', depth=50, base_channels=16, stem_channels=16),
+    (dict(TINY, backbone=dict(type='ResNeSt', depth=50, base_channels=16, stem_channels=16),
           neck=fpn([64, 128, 256, 512], 32)), 'supported types'),
-    (dict(TINY, backbone=dict(type='DetectoRS_ResNet', depth=50)), 'supported types'),
+    (dict(TINY, backbone=dict(type='DetectoRS_ResNet', depth=50, output_img=True),
+          neck=fpn([256, 512, 1024, 2048], 32)), 'output_img'),
     (dict(TINY, backbone='ResNet'), 'backbone'),
 ]
 
@@ -457,8 +539,9 @@ def test_bad_configs_fail_at_build_naming_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=re.escape(name)) as error:
         RecursiveFeaturePyramid(**kwargs)
     if name == 'supported types':
-        assert 'mmdet.ResNet' in str(error.value) and 'DLA' in str(error.value)
-        assert 'Swin and Res2Net' in str(error.value)
+        for name in ('mmdet.ResNet', 'mmdet.Res2Net', 'mmdet.SwinTransformer',
+                     'mmdet.DetectoRS_ResNet', 'mmseg.ResNetV1c', 'DLA'):
+            assert name in str(error.value)
 
 
 def test_faster_rcnn_with_rfp_backbone_and_no_neck_runs_a_loss_step():
