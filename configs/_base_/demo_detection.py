@@ -119,6 +119,48 @@ demo_rfp_retinanet_model = dict(
     bbox_head=demo_retinanet_model['bbox_head'],
     backbone=dict(backbone=demo_backbone, neck=demo_retinanet_model['neck'],
                   aspp_out_channels=16))
+# Cascade R-CNN: its three stages' heads at the demo width. Lists replace rather than
+# merge in mmengine configs, so each head is written out; the stage-wise target stds
+# are Cascade R-CNN's.
+demo_cascade_bbox_heads = [
+    dict(type='Shared2FCBBoxHead', in_channels=64, fc_out_channels=256, roi_feat_size=7,
+         num_classes=len(demo_classes), reg_class_agnostic=True,
+         bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.],
+                         target_stds=target_stds),
+         loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+         loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
+    for target_stds in ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1],
+                        [0.033, 0.033, 0.067, 0.067])
+]
+demo_rfp_cascade_rcnn_model = dict(
+    backbone=demo_rfp_faster_rcnn_model['backbone'],
+    rpn_head=demo_faster_rcnn_model['rpn_head'],
+    roi_head=dict(bbox_roi_extractor=dict(out_channels=64), bbox_head=demo_cascade_bbox_heads),
+    train_cfg=dict(
+        rpn_proposal=dict(nms_pre=1000, max_per_img=1000),
+        rcnn=[
+            dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=iou, neg_iou_thr=iou,
+                               min_pos_iou=iou, match_low_quality=False, ignore_iof_thr=-1),
+                 sampler=dict(type='RandomSampler', num=64, pos_fraction=0.25, neg_pos_ub=-1,
+                              add_gt_as_proposals=True),
+                 pos_weight=-1, debug=False) for iou in (0.5, 0.6, 0.7)
+        ]))
+# DetectoRS (RFP + SAC): DetectoRS_ResNet has no basic-block depths, so a ResNet-50 at
+# 1/8 width (stage widths demo_backbone_channels), SAC in stages 2-4 as in the paper.
+demo_detectors_cascade_rcnn_model = dict(
+    demo_rfp_cascade_rcnn_model,
+    backbone=dict(
+        demo_rfp_cascade_rcnn_model['backbone'],
+        backbone=dict(depth=50, base_channels=8, stem_channels=8, frozen_stages=-1,
+                      norm_eval=False, init_cfg=None)))
+# Swin-T's layout at a third of its width and one block per stage (stage widths
+# demo_backbone_channels), from scratch.
+demo_rfp_swin_faster_rcnn_model = dict(
+    demo_rfp_faster_rcnn_model,
+    backbone=dict(
+        demo_rfp_faster_rcnn_model['backbone'],
+        backbone=dict(embed_dims=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8], window_size=4,
+                      drop_path_rate=0.0, convert_weights=False, init_cfg=None)))
 
 # Instance segmentation: the same data with masks.
 demo_mask_train_dataloader = dict(

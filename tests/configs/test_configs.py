@@ -29,6 +29,8 @@ def num_classes(cfg: Config) -> int:
     if cfg.default_scope == 'mmseg':
         return model.decode_head.num_classes
     head = model.get('roi_head', {}).get('bbox_head') or model.get('bbox_head')
+    if isinstance(head, list):  # cascade stages
+        head = head[-1]
     return head.num_classes
 
 

@@ -1,0 +1,15 @@
+# detectors_cascade_rcnn_r50 on the synthetic demo data, sized for 2 CPU cores (a 1/8-width
+# DetectoRS_ResNet-50 with SAC, from scratch; see demo_detectors_cascade_rcnn_model in
+# _base_/demo_detection.py: 64 pyramid channels, ASPP 4 x 16, 256 px images).
+_base_ = ['./detectors_cascade_rcnn_r50.py', './_base_/demo_detection.py']
+
+model = {{_base_.demo_detectors_cascade_rcnn_model}}
+train_dataloader = {{_base_.demo_train_dataloader}}
+val_dataloader = {{_base_.demo_val_dataloader}}
+test_dataloader = val_dataloader
+val_evaluator = {{_base_.demo_val_evaluator}}
+test_evaluator = val_evaluator
+train_cfg = {{_base_.demo_train_cfg}}
+param_scheduler = {{_base_.demo_param_scheduler}}
+optim_wrapper = {{_base_.demo_optim_wrapper}}
+default_hooks = {{_base_.demo_default_hooks}}
