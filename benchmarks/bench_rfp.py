@@ -5,11 +5,14 @@ and a 4 x 64 ASPP, with the same weights (mmdet's names are mapped onto ours),
 on the same input. A step is forward + backward through every pyramid level.
 The third candidate is ours with ``share_backbone_weights=True`` (one backbone
 for both passes, later passes start from the first pass's un-fed stages).
-Besides time and peak memory (timing.py) it prints parameter counts and the
-bytes each candidate saves for backward, a device-independent measure of
-activation memory.
+With ``--sac`` every backbone is DetectoRS's (``DetectoRS_ResNet`` with
+switchable atrous convolution in stages 2-4 and ConvAWS): the full DetectoRS,
+mmdet's RFP against our wrapper around the same backbone class. Besides time
+and peak memory (timing.py) it prints parameter counts and the bytes each
+candidate saves for backward, a device-independent measure of activation
+memory.
 
-    python benchmarks/bench_rfp.py [--device cuda] [--batch 2] [--size 512]
+    python benchmarks/bench_rfp.py [--device cuda] [--batch 2] [--size 512] [--sac]
                                    [--iters 10] [--rounds 3] [--threads 1]
 """
 import os
@@ -39,30 +42,36 @@ RESNET50 = dict(depth=50,
                 style='pytorch')
 FPN = dict(in_channels=[256, 512, 1024, 2048], out_channels=256, num_outs=5)
 NO_SAC = dict(sac=None, stage_with_sac=(False, ) * 4)
+SAC = dict(conv_cfg=dict(type='ConvAWS'), sac=dict(type='SAC', use_deform=True),
+           stage_with_sac=(False, True, True, True))
 
 
 class MMDetRFP(nn.Module):
     """mmdet's pair as one module: DetectoRS_ResNet (returns the image too), then RFP."""
 
-    def __init__(self) -> None:
+    def __init__(self, sac: bool) -> None:
         super().__init__()
         models = MODEL_REGISTRIES['mmdet']
+        switch = SAC if sac else NO_SAC
         self.backbone = models.build(
-            dict(type='DetectoRS_ResNet', output_img=True, **NO_SAC, **RESNET50))
+            dict(type='DetectoRS_ResNet', output_img=True, **switch, **RESNET50))
         self.neck = models.build(
             dict(type='RFP',
                  rfp_steps=2,
                  aspp_out_channels=64,
                  aspp_dilations=(1, 3, 6, 1),
-                 rfp_backbone=dict(type='DetectoRS_ResNet', rfp_inplanes=256, **NO_SAC, **RESNET50),
+                 rfp_backbone=dict(type='DetectoRS_ResNet', rfp_inplanes=256, **switch,
+                                   **RESNET50),
                  **FPN))
 
     def forward(self, x):
         return self.neck(self.backbone(x))
 
 
-def ours(share: bool) -> RecursiveFeaturePyramid:
-    return RecursiveFeaturePyramid(backbone=dict(type='ResNet', **RESNET50),
+def ours(share: bool, sac: bool) -> RecursiveFeaturePyramid:
+    backbone = (dict(type='DetectoRS_ResNet', **SAC, **RESNET50) if sac else dict(
+        type='ResNet', **RESNET50))
+    return RecursiveFeaturePyramid(backbone=backbone,
                                    neck=dict(type='FPN', **FPN),
                                    rfp_steps=2,
                                    aspp_out_channels=64,
@@ -93,21 +102,26 @@ def add_arguments(parser) -> None:
                         type=int,
                         default=None,
                         help='square image side (default 512 on CUDA, 224 on CPU)')
+    parser.add_argument('--sac', action='store_true',
+                        help="DetectoRS_ResNet with SAC in every backbone (the full DetectoRS)")
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], extra=add_arguments)
     size = args.size or (512 if args.device.startswith('cuda') else 224)
     torch.manual_seed(0)
-    reference = MMDetRFP()
+    reference = MMDetRFP(args.sac)
     reference.backbone.init_weights()
     reference.neck.init_weights()
-    separate = ours(share=False)
+    separate = ours(share=False, sac=args.sac)
     copy_mmdet_weights(reference, separate)
-    shared = ours(share=True)
+    shared = ours(share=True, sac=args.sac)
+    backbone = 'DetectoRS_ResNet-50 SAC' if args.sac else 'ResNet-50'
+    reference_name = f'mmdet {"DetectoRS_ResNet-50 SAC" if args.sac else "DetectoRS_ResNet-50"}'
+    reference_name += ' + RFP'
     modules = {
-        'mmdet DetectoRS_ResNet-50 + RFP': reference,
-        'ours RFP(ResNet-50 + FPN)': separate,
+        reference_name: reference,
+        f'ours RFP({backbone} + FPN)': separate,
         'ours RFP shared backbone': shared,
     }
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -126,14 +140,14 @@ def main() -> None:
         separate.train()
     print(f'eval-mode max |ours - mmdet| over the 5 levels: {max_diff:.2e}')
     steps = {name: forward_backward(m, [image]) for name, m in modules.items()}
-    title = (f'RFP ResNet-50 + FPN, rfp_steps=2: batch {args.batch}, {size}x{size}, '
+    title = (f'RFP {backbone} + FPN, rfp_steps=2: batch {args.batch}, {size}x{size}, '
              f'{"channels_last" if args.channels_last else "NCHW"}, '
              f'{torch.get_num_threads()} thread(s)')
-    compare_rounds(title, steps, 'mmdet DetectoRS_ResNet-50 + RFP', args)
-    print(f"{'candidate':<34}{'params':>14}{'saved for backward MiB':>26}")
+    compare_rounds(title, steps, reference_name, args)
+    print(f"{'candidate':<46}{'params':>14}{'saved for backward MiB':>26}")
     for name, module in modules.items():
         params = sum(p.numel() for p in module.parameters())
-        print(f'{name:<34}{params:>14,}{saved_for_backward_mib(module, [image]):>26.1f}')
+        print(f'{name:<46}{params:>14,}{saved_for_backward_mib(module, [image]):>26.1f}')
 
 
 if __name__ == '__main__':
