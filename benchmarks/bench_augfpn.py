@@ -19,7 +19,7 @@ from mmengine.registry import init_default_scope
 
 import mmplug_agg  # noqa: F401
 from mmdet.registry import MODELS
-from timing import compare, forward_backward, parse_args
+from timing import compare, forward_backward, parse_args, record
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STRIDES = (4, 8, 16, 32)
@@ -72,14 +72,20 @@ def bench_detectors(args) -> None:
         results[name] = benchmark.run_benchmark(cfg, args.shape, batch_size=2,
                                                 num_iters=args.iters, warmup=args.warmup,
                                                 mode='both', device=args.device)
-    print(f'\nFaster R-CNN R50, batch 2 of {args.shape[0]}x{args.shape[1]} on {args.device}')
+    title = f'Faster R-CNN R50, batch 2 of {args.shape[0]}x{args.shape[1]} on {args.device}'
+    print(f'\n{title}')
     print(f"{'config':<26}{'mode':<11}{'median ms':>11}{'peak MiB':>10}{'time/FPN':>10}")
-    for name, result in results.items():
-        for mode in ('train', 'inference'):
+    for mode in ('train', 'inference'):
+        reference_ms = results['fpn_faster_rcnn_r50'][mode]['median_ms']
+        rows = {}
+        for name, result in results.items():
             row = result[mode]
-            ratio = row['median_ms'] / results['fpn_faster_rcnn_r50'][mode]['median_ms']
+            ratio = row['median_ms'] / reference_ms
             print(f"{name:<26}{mode:<11}{row['median_ms']:>11.1f}"
                   f"{row['peak_memory_mib']:>10.1f}{ratio:>9.2f}x")
+            rows[name] = dict(median_ms=row['median_ms'], speedup_vs_reference=1 / ratio,
+                              peak_mib=row['peak_memory_mib'])
+        record(f'{title}, {mode}', 'fpn_faster_rcnn_r50', rows)
 
 
 def main() -> None:

@@ -74,12 +74,26 @@ def forward_backward(module: torch.nn.Module, inputs: Sequence[torch.Tensor]) ->
     return step
 
 
+# benchmarks/run_all.py sets this to a list to collect every comparison of a run;
+# None when a benchmark runs on its own.
+RECORDS: Optional[List[Dict]] = None
+
+
+def record(title: str, reference: str, results: Dict[str, Dict]) -> None:
+    """Keep one comparison (``results[name]`` has ``median_ms`` and ``speedup_vs_reference``)."""
+    if RECORDS is not None:
+        RECORDS.append(dict(title=title, reference=reference, results={
+            name: {key: res[key] for key in ('median_ms', 'speedup_vs_reference', 'peak_mib')
+                   if key in res} for name, res in results.items()}))
+
+
 def compare(title: str, steps: Dict[str, Callable], reference: str, device: str,
-            iters: int, warmup: int) -> Dict[str, Dict]:
+            iters: int, warmup: int, keep: bool = True) -> Dict[str, Dict]:
     """Time every step, print a table and each candidate's ratio against ``reference``.
 
     Peak memory on CUDA is per candidate; on the CPU it is the process's peak RSS
     so far (it only grows), so read CPU memory columns as an upper bound.
+    ``keep=False`` leaves the result out of :data:`RECORDS` (a round of several).
     """
     results = {name: time_step(step, device, iters, warmup) for name, step in steps.items()}
     ref_ms = results[reference]['median_ms']
@@ -90,6 +104,8 @@ def compare(title: str, steps: Dict[str, Callable], reference: str, device: str,
         res['speedup_vs_reference'] = ratio
         print(f"{name:<34}{res['median_ms']:>12.2f}{res['mean_ms']:>12.2f}"
               f"{res['peak_mib']:>12.1f}{ratio:>9.2f}x")
+    if keep:
+        record(title, reference, results)
     return results
 
 
@@ -107,7 +123,8 @@ def compare_rounds(title: str, steps: Dict[str, Callable], reference: str,
         order = names[index % len(names):] + names[:index % len(names)]
         label = f'{title}, round {index + 1}/{args.rounds}' if args.rounds > 1 else title
         rounds.append(compare(label, {n: steps[n] for n in order}, reference=reference,
-                              device=args.device, iters=args.iters, warmup=args.warmup))
+                              device=args.device, iters=args.iters, warmup=args.warmup,
+                              keep=args.rounds == 1))
     if args.rounds == 1:
         return rounds[0]
     medians = {
@@ -120,6 +137,7 @@ def compare_rounds(title: str, steps: Dict[str, Callable], reference: str,
     print(f"{'candidate':<34}{'median ms':>12}{'speed-up':>10}")
     for name, res in medians.items():
         print(f"{name:<34}{res['median_ms']:>12.2f}{res['speedup_vs_reference']:>9.2f}x")
+    record(f'{title} (median of {args.rounds} rounds)', reference, medians)
     return medians
 
 

@@ -137,6 +137,25 @@ def test_compute_complexity_unknown_type(get_flops):
         get_flops.compute_complexity(cfg, SHAPE)
 
 
+def test_table_of_configs_with_a_paper_check_and_a_failure(get_flops, tmp_path, monkeypatch):
+    good, bad = tmp_path / 'small_r18.py', tmp_path / 'broken.py'
+    faster_rcnn_r18().dump(str(good))
+    broken = fcn_hr18s()
+    broken.model.type = 'NoSuchSegmentor'
+    broken.dump(str(bad))
+    # Pretend a paper measured small_r18 at 128x128, to exercise the check column.
+    monkeypatch.setitem(get_flops.PAPER_COMPLEXITY, 'small_r18', (SHAPE, 1e6, 1e9, 'a paper'))
+    out = tmp_path / 'flops.md'
+    get_flops.write_table(out, [good, bad])
+    rows = [line for line in out.read_text().splitlines() if line.startswith('| `')]
+    assert len(rows) == 2
+    cells = [cell.strip() for cell in rows[0].split('|')]
+    assert cells[1:4] == ['`small_r18`', 'FasterRCNN', '128x128']
+    assert float(cells[4]) > 1 and float(cells[6]) > 0
+    assert 'a paper' in cells[7] and 'ours / paper' in cells[7]
+    assert 'failed: KeyError' in rows[1] and 'NoSuchSegmentor' in rows[1]
+
+
 def test_batch_shape_defaults_and_square():
     segmentor = SimpleNamespace(num_classes=3)  # all a segmentation batch reads
     assert make_batch_for_model(segmentor, 'mmseg')['inputs'][0].shape == (3, 512, 1024)

@@ -13,10 +13,17 @@ without post-processing such as box decoding or rescaling.
 
 Example:
     python tools/analysis_tools/get_flops.py CONFIG --shape 1280 800
+
+``--table docs/flops.md`` measures every non-demo config of ``configs/`` (or the
+configs given) at the toolbox's default size, or at the size a paper measured,
+and writes a markdown table with the paper's parameters and FLOPs beside ours
+where the paper gives them.
 """
 import argparse
+import datetime
 import warnings
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.analysis import get_model_complexity_info
@@ -131,10 +138,72 @@ def format_report(result: dict) -> str:
     return '\n'.join([rule, *lines, rule])
 
 
+# Paper numbers to check against: config -> (image size the paper measured at,
+# parameters, FLOPs as multiply-adds, source). Only whole-model numbers that the
+# papers state for the same architecture are listed.
+PAPER_COMPLEXITY: Dict[str, tuple] = {
+    'efficientdet_d0_bifpn_coco': ((512, 512), 3.9e6, 2.5e9, 'EfficientDet, Table 2'),
+    'efficientdet_d3_bifpn_coco': ((896, 896), 12.0e6, 25e9, 'EfficientDet, Table 2'),
+}
+
+
+def table_rows(config_paths: List[Path]) -> List[str]:
+    """One markdown row per config (a failure becomes a row that says why)."""
+    rows = []
+    for path in config_paths:
+        paper = PAPER_COMPLEXITY.get(path.stem)
+        shape = paper[0] if paper else None
+        try:
+            result = compute_complexity(load_config(str(path)), shape)
+        except Exception as error:  # noqa: BLE001  (one config must not stop the table)
+            rows.append(f'| `{path.stem}` | | | | | failed: {type(error).__name__}: '
+                        f'{str(error).splitlines()[0][:120]} |')
+            continue
+        height, width = result['image_shape']
+        backbone = result['module_params'].get('backbone', 0)
+        check = ''
+        if paper:
+            check = (f'{paper[1] / 1e6:.1f} M / {paper[2] / 1e9:.1f} G '
+                     f'({paper[3]}); ours / paper: params '
+                     f"{result['params'] / paper[1]:.2f}x, FLOPs {result['flops'] / paper[2]:.2f}x")
+        rows.append(f"| `{path.stem}` | {result['model']} | {height}x{width} | "
+                    f"{result['params'] / 1e6:.2f} | {backbone / 1e6:.2f} | "
+                    f"{result['flops'] / 1e9:.1f} | {check} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def write_table(out: Path, config_paths: List[Path]) -> None:
+    lines = [
+        '# Parameters and FLOPs of every config',
+        '',
+        'Written by `python tools/analysis_tools/get_flops.py --table docs/flops.md` '
+        f'({datetime.date.today().isoformat()}). One synthetic image per config, at '
+        "mmdet's 1280x800 for detectors and mmseg's 512x1024 for segmentors unless a "
+        'paper measured at another size; FLOPs count a multiply-add as one (mmengine\'s '
+        'counter) over the tensor forward (backbone, neck, heads; two-stage detectors with '
+        'the proposals that survive on the synthetic image), so post-processing is not '
+        'included. Operators the counter does not know (e.g. deformable convolution, '
+        'RoIAlign) count zero.',
+        '',
+        '| config | model | image | params (M) | backbone params (M) | GFLOPs | paper |',
+        '| --- | --- | --- | ---: | ---: | ---: | --- |',
+        *table_rows(config_paths),
+        '',
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text('\n'.join(lines))
+    print(f'wrote {out}')
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Count the FLOPs and parameters of a detector or segmentor')
-    parser.add_argument('config', help='config file path (mmdet or mmseg scope)')
+    parser.add_argument('config', nargs='*',
+                        help='config file path (mmdet or mmseg scope); with --table, any '
+                        'number of them (default: every non-demo config of configs/)')
+    parser.add_argument('--table', type=Path, metavar='OUT.md',
+                        help='measure the configs and write a markdown table to OUT.md')
     parser.add_argument('--shape',
                         type=int,
                         nargs='+',
@@ -149,12 +218,20 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error('--shape takes H W, or a single side for a square image')
+    if args.table is None and len(args.config) != 1:
+        parser.error('give one config (or --table OUT.md for a table of several)')
     return args
 
 
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
+    if args.table is not None:
+        config_dir = Path(__file__).resolve().parents[2] / 'configs'
+        paths = [Path(c) for c in args.config] or sorted(
+            p for p in config_dir.glob('*.py') if not p.stem.endswith('_demo'))
+        write_table(args.table, paths)
+        return
+    cfg = load_config(args.config[0], args.cfg_options)
     print(format_report(compute_complexity(cfg, args.shape)))
 
 
