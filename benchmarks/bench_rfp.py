@@ -20,6 +20,7 @@ import re
 import sys
 
 import torch
+from mmcv.ops import SAConv2d
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -113,6 +114,12 @@ def main() -> None:
     reference = MMDetRFP(args.sac)
     reference.backbone.init_weights()
     reference.neck.init_weights()
+    # mmdet's from-scratch init gives SAC's offsets Kaiming weights; random offsets that
+    # large can blow activations up to NaN, on which mmcv's CPU deformable conv crashes.
+    # Start from SAC's own init, as ours does (and as both do with ImageNet weights).
+    for module in reference.modules():
+        if isinstance(module, SAConv2d):
+            module.init_weights()
     separate = ours(share=False, sac=args.sac)
     copy_mmdet_weights(reference, separate)
     shared = ours(share=True, sac=args.sac)

@@ -52,6 +52,7 @@ import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmcv.ops import SAConv2d
 from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import Registry
 from torch import Tensor, nn
@@ -230,21 +231,37 @@ class RecursiveFeaturePyramid(BaseModule):
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
 
-    def _loads_checkpoint(self) -> bool:
-        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+    @staticmethod
+    def _loads_checkpoint(init_cfg) -> bool:
+        cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
         return any(isinstance(cfg, dict) and cfg.get('type') == 'Pretrained' for cfg in cfgs)
 
+    def _backbone_starts_from_scratch(self, backbone: nn.Module) -> bool:
+        return not (self._loads_checkpoint(getattr(backbone, 'init_cfg', None))
+                    or isinstance(getattr(backbone, 'pretrained', None), str))
+
     def init_weights(self) -> None:
-        """Initialise the inner modules from their configs, then re-zero the fusion layers.
+        """Initialise the inner modules from their configs, then restore two zero inits.
 
         A wrapper-level ``init_cfg`` such as Kaiming on every ``Conv2d`` would
         otherwise reach the feedback convs and the gate; a wrapper-level
-        checkpoint keeps what it loaded.
+        checkpoint keeps what it loaded. A backbone initialised from scratch
+        gives every ``Conv2d`` Kaiming weights (mmdet's ResNet and
+        DetectoRS_ResNet do), which also reaches the switch, contexts and
+        offsets of its switchable atrous convs; SAC's own init (switch at
+        0.5, no context, no offset, no large-rate weight difference) is then
+        applied again, as it is when the backbone loads ImageNet weights.
         """
         first_time = not self.is_init
         super().init_weights()
-        if first_time and not self._loads_checkpoint():
-            self._zero_fusion_layers()
+        if not first_time or self._loads_checkpoint(self.init_cfg):
+            return
+        self._zero_fusion_layers()
+        for backbone in (self.backbone, *self.rfp_backbones):
+            if self._backbone_starts_from_scratch(backbone):
+                for module in backbone.modules():
+                    if isinstance(module, SAConv2d):
+                        module.init_weights()
 
     def _run_backbone(
             self,

@@ -492,6 +492,38 @@ def test_every_copy_is_initialised_from_the_backbone_checkpoint(tmp_path):
     assert all(conv.bias.abs().sum() == 0 and conv.weight.std() > 0 for conv in model.aspp.aspp)
 
 
+def sac_state(model: nn.Module):
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()
+            if re.search(r'conv2\.(switch|pre_context|post_context|offset_s|offset_l|weight_diff)',
+                         name)}
+
+
+def test_sac_keeps_its_own_init_in_backbones_initialised_from_scratch(tmp_path):
+    """The backbones' Kaiming init of every Conv2d must not reach SAC's switch and offsets."""
+    backbone = dict(type='DetectoRS_ResNet', **resnet(50, base=8), **SAC)
+    model = RecursiveFeaturePyramid(backbone, fpn([32, 64, 128, 256], 32), aspp_out_channels=8)
+    model.init_weights()
+    state = sac_state(model)
+    assert len(state) == 2 * 13 * 11  # 13 SAC convs per copy, 11 tensors each
+    for name, tensor in state.items():
+        expected = 1.0 if name.endswith('switch.bias') else 0.0
+        assert torch.all(tensor == expected), name
+    # A backbone that loads a checkpoint keeps the SAC weights it loaded.
+    source = MMDET.build(backbone)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_()
+    checkpoint = tmp_path / 'detectors_resnet.pth'
+    torch.save(source.state_dict(), checkpoint)
+    loaded = RecursiveFeaturePyramid(
+        dict(backbone, init_cfg=dict(type='Pretrained', checkpoint=str(checkpoint))),
+        fpn([32, 64, 128, 256], 32), aspp_out_channels=8)
+    loaded.init_weights()
+    for name, tensor in sac_state(loaded).items():
+        key = name.split('.', 1)[1] if name.startswith('backbone.') else name.split('.', 2)[2]
+        torch.testing.assert_close(tensor, source.state_dict()[key])
+
+
 def test_frozen_stages_and_norm_eval_apply_to_every_copy():
     backbone = dict(TINY_BACKBONE, frozen_stages=1, norm_eval=True)
     model = RecursiveFeaturePyramid(backbone, TINY_NECK, aspp_out_channels=8).train()
