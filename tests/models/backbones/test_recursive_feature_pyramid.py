@@ -426,18 +426,29 @@ TWO_PASS_BACKBONES = {
 
 
 @pytest.mark.parametrize('name', list(TWO_PASS_BACKBONES))
-def test_two_passes_on_each_family_at_an_odd_size(name):
-    """Forward and backward in training mode; every parameter gets a gradient."""
+def test_two_training_steps_on_each_family_at_an_odd_size(name):
+    """Two SGD steps in training mode; every parameter gets a gradient in each."""
     backbone, in_channels, fed_stages = TWO_PASS_BACKBONES[name]
     torch.manual_seed(0)
     model = RecursiveFeaturePyramid(backbone, fpn(in_channels, 32), aspp_out_channels=8)
     model.init_weights()
     model.train()
     assert [stage for _, stage in model.feedback_paths] == fed_stages
-    outs = model(torch.randn(2, 3, 99, 131))
-    assert [tuple(o.shape[-2:]) for o in outs] == [(25, 33), (13, 17), (7, 9), (4, 5), (2, 3)]
-    total_output(outs).backward()
-    assert not grads_missing(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    image = torch.randn(2, 3, 99, 131)
+    for _ in range(2):
+        optimizer.zero_grad(set_to_none=True)
+        outs = model(image)
+        assert [tuple(o.shape[-2:]) for o in outs] == [(25, 33), (13, 17), (7, 9), (4, 5),
+                                                        (2, 3)]
+        loss = total_output(outs)
+        assert torch.isfinite(loss)
+        loss.backward()
+        assert not grads_missing(model)
+        optimizer.step()
+    # After the first step the zero-initialised feedback convs carry signal.
+    assert all(conv.weight.abs().sum() > 0 for conv in model.feedback_convs.modules()
+               if isinstance(conv, nn.Conv2d))
 
 
 def test_three_steps_at_an_odd_size():
