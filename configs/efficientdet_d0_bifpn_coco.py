@@ -1,15 +1,14 @@
 # EfficientDet-D0 (Tan et al., CVPR 2020; paper COCO val AP 34.3, not measured by us) with
-# mmdet's EfficientNet-B0 backbone, our BiFPN neck (64 channels, 3 cells) and mmdet's
-# RetinaSepBNHead, trained with the paper's recipe: 8 GPUs x 16 images (batch 128), 512 px
+# mmdet's EfficientNet-B0 backbone, our BiFPN neck (64 channels, 3 cells) and our
+# EfficientDetSepBNHead, the paper's class/box nets (separable convs shared across levels,
+# BN per level, Swish), trained with the paper's recipe: 8 GPUs x 16 images (batch 128), 512 px
 # crops after scale jitter [0.1, 2.0], SGD lr 0.16 / momentum 0.9 / weight decay 4e-5,
 # one epoch of linear warm-up then cosine decay over 300 epochs, EMA 0.9998, SyncBN
 # (eps 1e-3, momentum 0.01), focal loss gamma 1.5, Huber box loss (delta 0.1, weight 50)
 # and soft-NMS at test time.
 #
-# What differs from the paper: the head is mmdet's RetinaSepBNHead (3x3 convs shared across
-# levels with BN per level and ReLU) where EfficientDet's class/box nets use shared
-# depthwise-separable convs and Swish; the ImageNet backbone is mmpretrain's port of the
-# TensorFlow AutoAugment checkpoint.
+# What differs from the paper: the ImageNet backbone is mmpretrain's port of the TensorFlow
+# AutoAugment checkpoint.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 
 custom_imports = dict(imports=['mmplug_agg'], allow_failed_imports=False)
@@ -45,7 +44,7 @@ model = dict(
         fusion_mode='fastattn',
         norm_cfg=norm_cfg),
     bbox_head=dict(
-        type='RetinaSepBNHead',
+        type='EfficientDetSepBNHead',
         num_ins=5,
         in_channels=64,
         feat_channels=64,

@@ -1,7 +1,7 @@
 # EfficientDet-D3 (paper COCO val AP 46.8, not measured by us): the D0 recipe of
 # efficientdet_d0_bifpn_coco.py scaled up: EfficientNet-B3 backbone, 160-channel BiFPN with
-# 6 cells, 4 head convs, 896 px images. Same differences from the paper as D0 (mmdet's
-# RetinaSepBNHead instead of EfficientDet's separable class/box nets).
+# 6 cells, 4 head convs, 896 px images. The head is the paper's (EfficientDetSepBNHead);
+# same difference from the paper as D0 (mmpretrain's port of the ImageNet checkpoint).
 _base_ = './efficientdet_d0_bifpn_coco.py'
 
 image_size = 896
