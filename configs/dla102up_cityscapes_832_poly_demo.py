@@ -1,6 +1,6 @@
-# dla102up_cityscapes_832_poly on the synthetic demo data, sized for 2 CPU cores (demo_dla_up_model in
-# _base_/demo_segmentation.py: the config's DLA at half width from scratch, BN, 256 px
-# crops, the 600-iteration demo schedule).
+# dla102up_cityscapes_832_poly on the synthetic demo data, sized for 2 CPU cores
+# (demo_dla_up_model in _base_/demo_segmentation.py: the config's DLA at half width from
+# scratch, BN, 256 px crops, the 600-iteration demo schedule).
 _base_ = ['./dla102up_cityscapes_832_poly.py', './_base_/demo_segmentation.py']
 
 model = {{_base_.demo_dla_up_model}}

@@ -1,6 +1,6 @@
-# dla34up_cityscapes_512x1024_80k on the synthetic demo data, sized for 2 CPU cores (demo_dla_up_model in
-# _base_/demo_segmentation.py: the config's DLA at half width from scratch, BN, 256 px
-# crops, the 600-iteration demo schedule).
+# dla34up_cityscapes_512x1024_80k on the synthetic demo data, sized for 2 CPU cores
+# (demo_dla_up_model in _base_/demo_segmentation.py: the config's DLA at half width from
+# scratch, BN, 256 px crops, the 600-iteration demo schedule).
 _base_ = ['./dla34up_cityscapes_512x1024_80k.py', './_base_/demo_segmentation.py']
 
 model = {{_base_.demo_dla_up_model}}

@@ -1,5 +1,6 @@
-# rfp_faster_rcnn_r50 on the synthetic demo data, sized for 2 CPU cores (half-width ResNet-18 from scratch; see demo_rfp_faster_rcnn_model in
-# _base_/demo_detection.py: 64 pyramid channels, ASPP 4 x 16, 256 px images).
+# rfp_faster_rcnn_r50 on the synthetic demo data, sized for 2 CPU cores (half-width
+# ResNet-18 from scratch; see demo_rfp_faster_rcnn_model in _base_/demo_detection.py: 64
+# pyramid channels, ASPP 4 x 16, 256 px images).
 _base_ = ['./rfp_faster_rcnn_r50.py', './_base_/demo_detection.py']
 
 model = {{_base_.demo_rfp_faster_rcnn_model}}

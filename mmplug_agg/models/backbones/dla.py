@@ -470,7 +470,8 @@ class DLA(BaseModule):
         return [self.channels[i] for i in self.out_indices]
 
     def _frozen_modules(self) -> List[nn.Module]:
-        return [self.base_layer] + [getattr(self, f'level{i}') for i in range(self.frozen_stages + 1)]
+        levels = [getattr(self, f'level{i}') for i in range(self.frozen_stages + 1)]
+        return [self.base_layer] + levels
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:

@@ -36,7 +36,8 @@ class _LateralSupervision:
             raise ValueError(f'{name}: num_lateral_levels must be in [1, {len(strides)}], '
                              f'got {num_lateral_levels}')
         aux_kwargs = copy.deepcopy(kwargs)
-        aux_kwargs['anchor_generator'] = dict(anchor_generator, strides=strides[:num_lateral_levels])
+        aux_kwargs['anchor_generator'] = dict(anchor_generator,
+                                              strides=strides[:num_lateral_levels])
         self.aux_head = head_type(*args, **aux_kwargs)
         self.aux_loss_weight = aux_loss_weight
 
