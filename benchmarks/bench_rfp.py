@@ -43,8 +43,12 @@ RESNET50 = dict(depth=50,
                 style='pytorch')
 FPN = dict(in_channels=[256, 512, 1024, 2048], out_channels=256, num_outs=5)
 NO_SAC = dict(sac=None, stage_with_sac=(False, ) * 4)
+# Weight-standardised convs (ConvAWS) give unit-variance filters whatever the init, so
+# with random weights and BN in eval mode (identity statistics) activations grow ~30x
+# per conv and overflow; ImageNet weights are loaded with rescaling that avoids this.
+# Random-weight SAC runs therefore keep BN in training mode (same cost).
 SAC = dict(conv_cfg=dict(type='ConvAWS'), sac=dict(type='SAC', use_deform=True),
-           stage_with_sac=(False, True, True, True))
+           stage_with_sac=(False, True, True, True), norm_eval=False)
 
 
 class MMDetRFP(nn.Module):
@@ -55,14 +59,14 @@ class MMDetRFP(nn.Module):
         models = MODEL_REGISTRIES['mmdet']
         switch = SAC if sac else NO_SAC
         self.backbone = models.build(
-            dict(type='DetectoRS_ResNet', output_img=True, **switch, **RESNET50))
+            dict(type='DetectoRS_ResNet', output_img=True, **dict(RESNET50, **switch)))
         self.neck = models.build(
             dict(type='RFP',
                  rfp_steps=2,
                  aspp_out_channels=64,
                  aspp_dilations=(1, 3, 6, 1),
-                 rfp_backbone=dict(type='DetectoRS_ResNet', rfp_inplanes=256, **switch,
-                                   **RESNET50),
+                 rfp_backbone=dict(type='DetectoRS_ResNet', rfp_inplanes=256,
+                                   **dict(RESNET50, **switch)),
                  **FPN))
 
     def forward(self, x):
@@ -70,7 +74,7 @@ class MMDetRFP(nn.Module):
 
 
 def ours(share: bool, sac: bool) -> RecursiveFeaturePyramid:
-    backbone = (dict(type='DetectoRS_ResNet', **SAC, **RESNET50) if sac else dict(
+    backbone = (dict(type='DetectoRS_ResNet', **dict(RESNET50, **SAC)) if sac else dict(
         type='ResNet', **RESNET50))
     return RecursiveFeaturePyramid(backbone=backbone,
                                    neck=dict(type='FPN', **FPN),
