@@ -11,6 +11,7 @@
    peak memory at ``--shape``. Goals: train <= 1.2x FPN's time, inference <= 1.1x.
 
     python benchmarks/bench_augfpn.py [--device cuda] [--shape 800 1333] [--iters 10]
+                                      [--part extractors|detectors|both]
 """
 import importlib.util
 import os.path as osp
@@ -96,11 +97,16 @@ def bench_detectors(args) -> None:
 
 
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0], extra=lambda parser: parser.add_argument(
-        '--shape', type=int, nargs=2, default=(800, 1333), metavar=('H', 'W')))
+    def extra(parser):
+        parser.add_argument('--shape', type=int, nargs=2, default=(800, 1333), metavar=('H', 'W'))
+        parser.add_argument('--part', choices=('extractors', 'detectors', 'both'), default='both')
+
+    args = parse_args(__doc__.splitlines()[0], extra=extra)
     torch.manual_seed(0)
-    bench_extractors(args)
-    bench_detectors(args)
+    if args.part in ('extractors', 'both'):
+        bench_extractors(args)
+    if args.part in ('detectors', 'both'):
+        bench_detectors(args)
 
 
 if __name__ == '__main__':
