@@ -9,6 +9,7 @@ from .utils.check_env import check_mmcv
 check_mmcv()
 
 from . import models  # noqa: E402,F401  (registers the modules)
+from . import engine  # noqa: E402,F401  (registers the optimiser constructor and hook)
 from .registry import installed_toolboxes  # noqa: E402
 
 if 'mmseg' in installed_toolboxes():

@@ -4,3 +4,5 @@ __all__ = ['DLA', 'DLA_ARCHS', 'convert_dla_state_dict']
 from .recursive_feature_pyramid import RecursiveFeaturePyramid  # noqa: E402
 from .stage_runners import StageRunner, build_stage_runner  # noqa: E402
 __all__ += ['RecursiveFeaturePyramid', 'StageRunner', 'build_stage_runner']
+from .shape_adaptor import ShapeAdaptorDLA, ShapeAdaptorResNet  # noqa: E402
+__all__ += ['ShapeAdaptorDLA', 'ShapeAdaptorResNet']

@@ -7,3 +7,5 @@ from .dense_crf import DenseCRF  # noqa: E402
 __all__ += ['DenseCRF']
 from .aspp import DetectoRSASPP  # noqa: E402
 __all__ += ['DetectoRSASPP']
+from .shape_adaptor import ShapeAdaptor  # noqa: E402
+__all__ += ['ShapeAdaptor']

@@ -1,3 +1,5 @@
 from .dense_crf_segmentors import CRFCascadeEncoderDecoder, CRFEncoderDecoder, DenseCRFMixin
 
 __all__ = ['CRFCascadeEncoderDecoder', 'CRFEncoderDecoder', 'DenseCRFMixin']
+from .shape_adaptor_encoder_decoder import ShapeAdaptorEncoderDecoder  # noqa: E402
+__all__ += ['ShapeAdaptorEncoderDecoder']

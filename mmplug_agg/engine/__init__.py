@@ -1,0 +1,5 @@
+"""Training-loop pieces: optimiser-wrapper constructors and hooks (registered in mmengine's
+root registries, so that configs in mmdet's and mmseg's scopes both find them)."""
+from .shape_adaptor import ShapeAdaptorLoggerHook, ShapeAdaptorOptimWrapperConstructor
+
+__all__ = ['ShapeAdaptorLoggerHook', 'ShapeAdaptorOptimWrapperConstructor']
