@@ -156,6 +156,17 @@ def test_table_of_configs_with_a_paper_check_and_a_failure(get_flops, tmp_path, 
     assert 'failed: KeyError' in rows[1] and 'NoSuchSegmentor' in rows[1]
 
 
+def test_weight_standardised_convs_compute_with_their_random_weights(get_flops):
+    from mmcv.cnn.bricks.conv_ws import ConvAWS2d
+    torch.manual_seed(0)
+    conv = ConvAWS2d(8, 16, 3, padding=1)
+    plain = torch.nn.Conv2d(8, 16, 3, padding=1)
+    plain.load_state_dict({k: v for k, v in conv.state_dict().items() if 'weight_' not in k})
+    get_flops._calibrate_weight_standardisation(torch.nn.Sequential(conv))
+    x = torch.randn(1, 8, 9, 11)
+    torch.testing.assert_close(conv(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
 def test_batch_shape_defaults_and_square():
     segmentor = SimpleNamespace(num_classes=3)  # all a segmentation batch reads
     assert make_batch_for_model(segmentor, 'mmseg')['inputs'][0].shape == (3, 512, 1024)

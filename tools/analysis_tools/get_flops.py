@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from mmcv.cnn.bricks.conv_ws import ConvAWS2d
 from mmengine.analysis import get_model_complexity_info
 from mmengine.config import Config, DictAction
 from torch import nn
@@ -112,7 +113,27 @@ def compute_complexity(cfg: Config, shape: Optional[Sequence[int]] = None) -> di
             toolbox's default (1280x800 for mmdet, 512x1024 for mmseg).
     """
     model, toolbox = build_model(cfg)
+    _calibrate_weight_standardisation(model)
     return measure_complexity(model, toolbox, shape)
+
+
+def _calibrate_weight_standardisation(model: nn.Module) -> None:
+    """Give random weight-standardised convs the scale they have after loading weights.
+
+    ``ConvAWS2d`` (DetectoRS's backbones, SAC) standardises each filter to unit
+    variance, whatever the init, and rescales by buffers that loading a checkpoint
+    sets to the loaded filter's statistics. With random weights and BN in eval mode
+    (identity statistics), the activations of a deep ConvAWS backbone then grow by
+    ~30x per conv and overflow, the RPN keeps no proposal and the RoI heads count
+    nothing (Cascade R-CNN fails outright). Setting the buffers as loading would
+    makes each conv compute with its random weights as they are.
+    """
+    for module in model.modules():
+        if isinstance(module, ConvAWS2d):
+            weight = module.weight.detach().flatten(1)
+            module.weight_beta.copy_(weight.mean(dim=1).view_as(module.weight_beta))
+            module.weight_gamma.copy_(
+                torch.sqrt(weight.var(dim=1) + 1e-5).view_as(module.weight_gamma))
 
 
 def format_report(result: dict) -> str:
@@ -144,6 +165,8 @@ def format_report(result: dict) -> str:
 PAPER_COMPLEXITY: Dict[str, tuple] = {
     'efficientdet_d0_bifpn_coco': ((512, 512), 3.9e6, 2.5e9, 'EfficientDet, Table 2'),
     'efficientdet_d3_bifpn_coco': ((896, 896), 12.0e6, 25e9, 'EfficientDet, Table 2'),
+    'hrnetv2_w48_cityscapes_512x1024_80k': ((1024, 2048), 65.9e6, 696.2e9,
+                                            'HRNetV2, Cityscapes val table'),
 }
 
 
