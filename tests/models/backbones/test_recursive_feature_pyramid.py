@@ -243,6 +243,8 @@ RUNNER_BACKBONES = {
     'mmdet Res2Net-50 26w4s with_cp': dict(type='Res2Net', scales=4, base_width=26,
                                             **resnet(50, base=16, with_cp=True)),
     'mmdet DetectoRS_ResNet-50 SAC': dict(type='DetectoRS_ResNet', **resnet(50, base=16), **SAC),
+    'mmdet DetectoRS_ResNeXt-50 4x4d SAC': dict(type='DetectoRS_ResNeXt', groups=4, base_width=4,
+                                                **resnet(50, base=16), **SAC),
     'mmdet ResNet-50 SAC through dcn': dict(
         type='ResNet', dcn=dict(type='SAC', use_deform=True),
         stage_with_dcn=(False, True, True, True), **resnet(50, base=16)),
