@@ -1,6 +1,7 @@
 """Run every side-by-side benchmark in one process; write a JSON, a plot and docs/benchmarks.md.
 
     python benchmarks/run_all.py [--device cuda] [--profile quick|full] [--only dla rfp ...]
+    python benchmarks/run_all.py --from-json benchmarks/results/quick-cpu.json  # redraw only
 
 Each entry of ``BENCHMARKS`` runs one ``benchmarks/bench_<method>.py`` through its
 own ``main()`` with the arguments of the chosen profile: ``full`` is each
@@ -98,28 +99,38 @@ def plot(report: Dict, path: Path) -> None:
     labels, ratios = [], []
     for entry in report['benchmarks']:
         for comparison in entry['comparisons']:
+            setting = comparison['title'].split(' (median of')[0]
+            setting = setting if len(setting) <= 80 else setting[:77] + '...'
             for candidate, result in comparison['results'].items():
                 if candidate == comparison['reference']:
                     continue
-                labels.append(f"{entry['name']}: {candidate}\n  vs {comparison['reference']}")
+                labels.append(f"{entry['name']}: {candidate} vs {comparison['reference']}\n"
+                              f'{setting}')
                 ratios.append(result['speedup_vs_reference'])
     height = max(3.0, 0.42 * len(labels) + 1.2)
-    fig, ax = plt.subplots(figsize=(10, height))
+    fig, ax = plt.subplots(figsize=(11, height))
     colours = ['#2ca02c' if r >= 1 else '#d62728' for r in ratios]
-    ax.barh(range(len(ratios)), ratios, color=colours)
+    # Ratios span from ~0.2x to ~50x: a log axis keeps both ends readable.
+    ax.barh(range(len(ratios)), [r - 1 for r in ratios], left=1, color=colours)
+    ax.set_xscale('log', base=2)
     ax.axvline(1.0, color='black', linewidth=1)
+    for index, ratio in enumerate(ratios):
+        ax.annotate(f'{ratio:.2f}x', (ratio, index), xytext=(3 if ratio >= 1 else -3, 0),
+                    textcoords='offset points', va='center', fontsize=6,
+                    ha='left' if ratio >= 1 else 'right')
     ax.set_yticks(range(len(labels)), labels, fontsize=6)
     ax.invert_yaxis()
-    ax.set_xlabel('speed-up against the reference (reference time / candidate time)')
+    ax.set_xlabel('speed-up against the reference (reference time / candidate time, log scale)')
     ax.set_title(f"mmplug_agg benchmarks, {report['profile']} profile on "
                  f"{report['machine']['device']} ({report['date']})")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches='tight')
     plt.close(fig)
 
 
 def markdown(report: Dict, json_path: Path, plot_path: Path) -> str:
+    """The benchmarks page; ``json_path`` is relative to the repository root."""
     m = report['machine']
     lines = [
         '# Benchmarks',
@@ -140,7 +151,7 @@ def markdown(report: Dict, json_path: Path, plot_path: Path) -> str:
         f"Latest run: {report['date']}, profile `{report['profile']}`, device "
         f"`{m['device']}`{' (' + m['gpu'] + ')' if 'gpu' in m else ''}, {m['cpus']} CPUs, "
         f"torch {m['torch']}, {report['seconds']:.0f} s. Data: "
-        f"[`{json_path.relative_to(REPO)}`](../{json_path.relative_to(REPO)}).",
+        f'[`{json_path}`](../{json_path}).',
         '',
         f'![speed-ups](diagrams/{plot_path.name})',
         '',
@@ -176,7 +187,12 @@ def main() -> int:
     parser.add_argument('--only', nargs='+', choices=sorted(BENCHMARKS), default=None)
     parser.add_argument('--no-docs', action='store_true',
                         help='write the JSON and the plot but not docs/benchmarks.md')
+    parser.add_argument('--from-json', type=Path, default=None,
+                        help='run nothing: redraw the plot and the page from a saved run')
     args = parser.parse_args()
+    if args.from_json is not None:
+        report = json.loads(args.from_json.read_text())
+        return write_outputs(report, args.no_docs)
     profile = args.profile or ('full' if args.device.startswith('cuda') else 'quick')
     start = time.perf_counter()
     report = dict(date=datetime.date.today().isoformat(), profile=profile,
@@ -188,16 +204,24 @@ def main() -> int:
         print(f'\n===== {name}: {" ".join(argv)}', flush=True)
         report['benchmarks'].append(run_one(name, argv))
     report['seconds'] = round(time.perf_counter() - start, 1)
+    return write_outputs(report, args.no_docs)
 
-    tag = f"{profile}-{args.device.split(':')[0]}"
-    json_path = BENCH_DIR / 'results' / f'{tag}.json'
-    json_path.parent.mkdir(exist_ok=True)
+
+def write_outputs(report: Dict, no_docs: bool, root: Path = REPO) -> int:
+    """The JSON, the plot and (unless ``no_docs``) docs/benchmarks.md under ``root``.
+
+    Returns 1 if a benchmark failed, else 0.
+    """
+    tag = f"{report['profile']}-{report['machine']['device'].split(':')[0]}"
+    json_path = root / 'benchmarks' / 'results' / f'{tag}.json'
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=1) + '\n')
-    plot_path = REPO / 'docs' / 'diagrams' / f"benchmarks_{tag.replace('-', '_')}.png"
+    plot_path = root / 'docs' / 'diagrams' / f"benchmarks_{tag.replace('-', '_')}.png"
     plot(report, plot_path)
-    print(f'\nwrote {json_path.relative_to(REPO)} and {plot_path.relative_to(REPO)}')
-    if not args.no_docs:
-        (REPO / 'docs' / 'benchmarks.md').write_text(markdown(report, json_path, plot_path))
+    print(f'\nwrote {json_path.relative_to(root)} and {plot_path.relative_to(root)}')
+    if not no_docs:
+        (root / 'docs' / 'benchmarks.md').write_text(
+            markdown(report, json_path.relative_to(root), plot_path))
         print('wrote docs/benchmarks.md')
     failed = [e['name'] for e in report['benchmarks'] if e['status'] != 'ok']
     if failed:
