@@ -210,8 +210,6 @@ class ShapeAdaptorChainMixin:
         return tuple(resized)
 
 
-
-
 @register_backbone
 class ShapeAdaptorResNet(ShapeAdaptorChainMixin, _ResNet):
     """ResNet whose stride-2 stages become stride 1, with shape adaptors between blocks.
