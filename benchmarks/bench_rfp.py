@@ -44,9 +44,10 @@ RESNET50 = dict(depth=50,
 FPN = dict(in_channels=[256, 512, 1024, 2048], out_channels=256, num_outs=5)
 NO_SAC = dict(sac=None, stage_with_sac=(False, ) * 4)
 # Weight-standardised convs (ConvAWS) give unit-variance filters whatever the init, so
-# with random weights and BN in eval mode (identity statistics) activations grow ~30x
-# per conv and overflow; ImageNet weights are loaded with rescaling that avoids this.
-# Random-weight SAC runs therefore keep BN in training mode (same cost).
+# with random weights and BN in eval mode (identity statistics) activations grow by
+# about sqrt(fan_in) per conv and overflow, and mmcv's CPU deformable conv then
+# segfaults; ImageNet weights are loaded with a rescaling that avoids this. Random-weight
+# SAC runs therefore keep BN in training mode (same cost).
 SAC = dict(conv_cfg=dict(type='ConvAWS'), sac=dict(type='SAC', use_deform=True),
            stage_with_sac=(False, True, True, True), norm_eval=False)
 
@@ -118,9 +119,8 @@ def main() -> None:
     reference = MMDetRFP(args.sac)
     reference.backbone.init_weights()
     reference.neck.init_weights()
-    # mmdet's from-scratch init gives SAC's offsets Kaiming weights; random offsets that
-    # large can blow activations up to NaN, on which mmcv's CPU deformable conv crashes.
-    # Start from SAC's own init, as ours does (and as both do with ImageNet weights).
+    # mmdet's from-scratch init gives SAC's switch, contexts and offsets Kaiming weights;
+    # start from SAC's own init, as ours does (and as both do with ImageNet weights).
     for module in reference.modules():
         if isinstance(module, SAConv2d):
             module.init_weights()

@@ -124,8 +124,8 @@ def _calibrate_weight_standardisation(model: nn.Module) -> None:
     variance, whatever the init, and rescales by buffers that loading a checkpoint
     sets to the loaded filter's statistics. With random weights and BN in eval mode
     (identity statistics), the activations of a deep ConvAWS backbone then grow by
-    ~30x per conv and overflow, the RPN keeps no proposal and the RoI heads count
-    nothing (Cascade R-CNN fails outright). Setting the buffers as loading would
+    about sqrt(fan_in) per conv and overflow, the RPN keeps no proposal and the RoI
+    heads count nothing (Cascade R-CNN fails outright). Setting the buffers as loading would
     makes each conv compute with its random weights as they are.
     """
     for module in model.modules():

@@ -248,9 +248,10 @@ class RecursiveFeaturePyramid(BaseModule):
         checkpoint keeps what it loaded. A backbone initialised from scratch
         gives every ``Conv2d`` Kaiming weights (mmdet's ResNet and
         DetectoRS_ResNet do), which also reaches the switch, contexts and
-        offsets of its switchable atrous convs; SAC's own init (switch at
-        0.5, no context, no offset, no large-rate weight difference) is then
-        applied again, as it is when the backbone loads ImageNet weights.
+        offsets of its switchable atrous convs; SAC's own init (switch 1,
+        i.e. the rate-1 branch only, no context, no offset, no large-rate
+        weight difference) is then applied again, as SAC has it when the
+        backbone loads ImageNet weights.
         """
         first_time = not self.is_init
         super().init_weights()

@@ -224,10 +224,10 @@ class ShapeAdaptorResNet(ShapeAdaptorChainMixin, _ResNet):
         out_indices (Sequence[int]): Stages to return. Defaults to (0, 1, 2, 3).
         frozen_stages, norm_cfg, norm_eval, with_cp, init_cfg, ...: As in
             mmdet's ``ResNet``.
-            num_adaptors (int, optional): Number of adaptors. Defaults to the
+        num_adaptors (int, optional): Number of adaptors. Defaults to the
             paper's ``floor(log(target_stride / base) / log(1 / r1)) + 1``.
         target_stride (int | float): Overall stride that the initial factors
-            multiply to.
+            multiply to. Defaults to 32.
         adaptor_positions (Sequence[int], optional): Units an adaptor runs
             before (1-based slots between units). Defaults to uniform spread.
         r1 (float): Factor of the low branch. Defaults to 0.5.
@@ -244,6 +244,7 @@ class ShapeAdaptorResNet(ShapeAdaptorChainMixin, _ResNet):
             ``ceil(input / stride)`` size (for anchors and RoI extractors).
             Defaults to False.
         align_corners (bool): Of every bilinear resize. Defaults to False.
+
     Example:
         >>> import torch
         >>> from mmplug_agg.models.backbones import ShapeAdaptorResNet
@@ -329,26 +330,13 @@ class ShapeAdaptorDLA(ShapeAdaptorChainMixin, DLA):
         out_indices (Sequence[int]): Levels to return. Defaults to (2, 3, 4, 5).
         frozen_stages, norm_cfg, norm_eval, with_cp, init_cfg, ...: As in
             :class:`DLA`.
-            num_adaptors (int, optional): Number of adaptors. Defaults to the
-            paper's ``floor(log(target_stride / base) / log(1 / r1)) + 1``.
         target_stride (int | float): Overall stride that the initial factors
-            multiply to.
-        adaptor_positions (Sequence[int], optional): Units an adaptor runs
-            before (1-based slots between units). Defaults to uniform spread.
-        r1 (float): Factor of the low branch. Defaults to 0.5.
-        r2 (float): Factor of the high branch. Defaults to 1.0.
-        alpha_init (float | Sequence[float], optional): Initial alphas instead
-            of the ones derived from ``target_stride``.
-        size_rule (str): ``'local'`` or ``'global'`` (see ``plan_sizes``).
-        frozen_factors (Sequence[float], optional): Fixed factors, one per
-            adaptor: no alphas (what the export tool writes).
-        limit_dim (int, optional): Cap on the final map's side in pixels,
-            enforced by ``penalty()``. Defaults to None (no limit).
-        limit_weight (float): Weight of the penalty. Defaults to 1.
-        resize_outputs (bool): Resize each output to the nominal stride's
-            ``ceil(input / stride)`` size (for anchors and RoI extractors).
-            Defaults to False.
-        align_corners (bool): Of every bilinear resize. Defaults to False.
+            multiply to. Defaults to 16.
+        num_adaptors, adaptor_positions, r1, r2, alpha_init, size_rule,
+            frozen_factors, limit_dim, limit_weight, resize_outputs,
+            align_corners: As in :class:`ShapeAdaptorResNet`; the units are the
+            levels and the nominal strides 1, 2, 4, 8, 16, 32.
+
     Example:
         >>> import torch
         >>> from mmplug_agg.models.backbones import ShapeAdaptorDLA
