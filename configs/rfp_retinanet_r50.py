@@ -3,7 +3,7 @@
 # RecursiveFeaturePyramid (rfp_steps=2, ASPP feedback 4 x 64 from P4-P5 into stages
 # 3-4: the FPN starts at C3, so P3 is the finest level, which is never fed back,
 # and P6-P7 have no backbone stage). ConvAWS in the backbone as in DetectoRS.
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', './_base_/rfp_r50.py']
 
 custom_imports = dict(imports=['mmplug_agg'], allow_failed_imports=False)
 
@@ -11,17 +11,7 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='RecursiveFeaturePyramid',
-        backbone=dict(
-            type='ResNet',
-            depth=50,
-            num_stages=4,
-            out_indices=(0, 1, 2, 3),
-            frozen_stages=1,
-            norm_cfg=dict(type='BN', requires_grad=True),
-            norm_eval=True,
-            style='pytorch',
-            conv_cfg=dict(type='ConvAWS'),
-            init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
+        backbone={{_base_.rfp_convaws_resnet50}},
         neck=dict(type='FPN', in_channels=[256, 512, 1024, 2048], out_channels=256,
                   start_level=1, add_extra_convs='on_input', num_outs=5),
         rfp_steps=2,
