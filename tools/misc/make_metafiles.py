@@ -68,12 +68,33 @@ def quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# Dataset class of a config's training set -> the name metafiles give it.
+TRAINING_DATA = {'CocoDataset': 'COCO', 'CityscapesDataset': 'Cityscapes',
+                 'PascalVOCDataset': 'PASCAL VOC 2012'}
+
+
+def dataset_types(dataset: dict) -> List[str]:
+    # Wrappers (ConcatDataset for VOC + SBD, RepeatDataset, ...) name their parts inside.
+    parts = dataset.get('datasets') or ([dataset['dataset']] if 'dataset' in dataset else [])
+    if parts:
+        return [name for part in parts for name in dataset_types(part)]
+    return [dataset['type']]
+
+
+def training_data(stem: str, cfg: Config) -> str:
+    names = {TRAINING_DATA.get(kind) for kind in dataset_types(cfg.train_dataloader.dataset)}
+    if None in names or len(names) != 1:
+        raise SystemExit(f'error: configs/{stem}.py trains on '
+                         f'{dataset_types(cfg.train_dataloader.dataset)}; '
+                         f'add its dataset class to TRAINING_DATA in {osp.relpath(__file__, REPO)}')
+    return names.pop()
+
+
 def model_entry(stem: str, collection: str) -> List[str]:
     cfg = Config.fromfile(str(CONFIG_DIR / f'{stem}.py'))
-    segmentation = cfg.default_scope == 'mmseg'
     lines = [f'  - Name: {stem}', f'    In Collection: {quoted(collection)}',
              f'    Config: configs/{stem}.py', '    Metadata:',
-             f"      Training Data: {'Cityscapes' if segmentation else 'COCO'}"]
+             f'      Training Data: {training_data(stem, cfg)}']
     train_cfg = cfg.get('train_cfg') or {}
     if 'max_epochs' in train_cfg:
         lines.append(f"      Epochs: {train_cfg['max_epochs']}")
