@@ -2,7 +2,7 @@
 # demo_retinanet_model in _base_/demo_detection.py).
 _base_ = ['./augfpn_retinanet_r50.py', './_base_/demo_detection.py']
 
-model = {{_base_.demo_retinanet_model}}
+model = {{_base_.demo_cs_retinanet_model}}
 train_dataloader = {{_base_.demo_train_dataloader}}
 val_dataloader = {{_base_.demo_val_dataloader}}
 test_dataloader = val_dataloader

@@ -44,6 +44,20 @@ demo_retinanet_model = dict(
     neck=dict(in_channels=demo_backbone_channels, out_channels=64),
     bbox_head=dict(in_channels=64, feat_channels=64, num_classes=len(demo_classes)))
 
+# FCOS: the same, with a 64-channel GN head (16 groups).
+demo_fcos_model = dict(
+    backbone=demo_backbone,
+    neck=dict(in_channels=demo_backbone_channels, out_channels=64),
+    bbox_head=dict(in_channels=64, feat_channels=64, num_classes=len(demo_classes),
+                   norm_cfg=dict(type='GN', num_groups=16, requires_grad=True)))
+# The one-stage consistent supervision branch at the demo width (64 RoIs per image).
+demo_one_stage_aux_head = dict(
+    bbox_roi_extractor=dict(out_channels=64),
+    bbox_head=dict(in_channels=64, fc_out_channels=256, num_classes=len(demo_classes)),
+    train_cfg=dict(proposal=dict(nms_pre=1000), sampler=dict(num=64)))
+demo_cs_retinanet_model = dict(demo_retinanet_model, aux_head=demo_one_stage_aux_head)
+demo_cs_fcos_model = dict(demo_fcos_model, aux_head=demo_one_stage_aux_head)
+
 demo_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),

@@ -1,17 +1,19 @@
-"""AugFPN's consistent supervision for anchor-based dense heads (RetinaNet, RPN).
+"""Dense-head variants of AugFPN's consistent supervision (not the official design).
 
-The two-stage form lives in ``roi_heads/consistent_supervision_roi_head.py``.
-For a dense head, the auxiliary head runs on the neck's lateral features
-(RetinaNet: M3-M5; RPN: M2-M5) with anchors at the laterals' strides, and
-``aux_loss_weight`` times its loss joins the head's own. The auxiliary head is a
-separate instance of the same head type whose convolutions are shared by the
-lateral levels, as in the official code. Training only: ``predict`` is the
-plain head's.
+The official one-stage form is R-CNN-like: the dense head's detections become
+RoIs pooled from the laterals and classified by a shared 2-fc box head
+(``detectors/consistent_supervision_single_stage.py``). The heads here are
+alternatives kept as options: a second dense head of the same type runs on the
+neck's lateral features (RetinaNet: M3-M5; RPN: M2-M5) with anchors at the
+laterals' strides, and ``aux_loss_weight`` times its loss joins the head's own.
+Its convolutions are shared by the lateral levels. Training only: ``predict`` is
+the plain head's.
 
 Since a dense loss is normalised by the positives of all levels together, the
 auxiliary term here is ``lambda * L(M_levels)``, not a sum of per-level losses.
 """
 import copy
+import warnings
 
 from mmdet.models.dense_heads import RetinaHead, RPNHead
 from mmdet.structures import SampleList
@@ -57,8 +59,12 @@ def _scale(value, weight: float):
 
 
 @register_det_module
-class ConsistentSupervisionRetinaHead(_LateralSupervision, RetinaHead):
-    """:class:`RetinaHead` plus AugFPN's auxiliary loss on the laterals M3-M5.
+class DenseConsistentSupervisionRetinaHead(_LateralSupervision, RetinaHead):
+    """:class:`RetinaHead` plus a dense auxiliary RetinaHead loss on the laterals M3-M5.
+
+    A variant of AugFPN's one-stage consistent supervision: the official code
+    supervises the laterals through an R-CNN box head on the head's own
+    detections instead (:class:`ConsistentSupervisionSingleStageDetector`).
 
     Args:
         aux_loss_weight (float): lambda. Defaults to 0.25.
@@ -108,3 +114,19 @@ class ConsistentSupervisionRPNHead(_LateralSupervision, RPNHead):
         losses.update(self._aux_loss(x, batch_data_samples))
         return losses
 
+
+@register_det_module
+class ConsistentSupervisionRetinaHead(DenseConsistentSupervisionRetinaHead):
+    """Deprecated name of :class:`DenseConsistentSupervisionRetinaHead`.
+
+    It was wrongly documented as the official design; it warns and builds the
+    dense variant. The official one-stage form is
+    ``type='ConsistentSupervisionSingleStageDetector'`` (configs/augfpn_retinanet_r50.py).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        warnings.warn(
+            'ConsistentSupervisionRetinaHead is renamed DenseConsistentSupervisionRetinaHead '
+            "(a variant); AugFPN's official one-stage consistent supervision is "
+            "model.type='ConsistentSupervisionSingleStageDetector'", DeprecationWarning)
+        super().__init__(*args, **kwargs)

@@ -1,3 +1,4 @@
+from .consistent_supervision_single_stage import ConsistentSupervisionSingleStageDetector
 from .shape_adaptor_faster_rcnn import ShapeAdaptorFasterRCNN
 
-__all__ = ['ShapeAdaptorFasterRCNN']
+__all__ = ['ConsistentSupervisionSingleStageDetector', 'ShapeAdaptorFasterRCNN']

@@ -1,2 +1,3 @@
 from .consistent_supervision_roi_head import ConsistentSupervisionRoIHead  # noqa: F401
 from .soft_roi_extractor import AllLevelRoIExtractor, SoftRoIExtractor  # noqa: F401
+from .lateral_supervision_head import LateralSupervisionRoIHead  # noqa: F401
