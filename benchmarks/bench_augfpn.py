@@ -5,13 +5,20 @@
    image of ``--shape`` (batch 2, 256 channels), at 512 and 2000 RoIs, with
    RoIAlign sampling 2x2 points per bin (AugFPN's official setting) and
    adaptively (mmdet 3's default, ``sampling_ratio=0``).
-2. Whole detectors: ``configs/augfpn_faster_rcnn_r50.py`` vs
+2. RoI features + box head (forward + backward, 512 RoIs, sampling 2x2): the four ways
+   of turning a pyramid into box-head features side by side, with parameters and
+   FLOPs (matrix products and convolutions, counted by torch's FlopCounterMode;
+   RoIAlign itself is not counted): mmdet's ``SingleRoIExtractor`` and
+   ``GenericRoIExtractor`` and AugFPN's ``SoftRoIExtractor``, each before mmdet's
+   ``Shared2FCBBoxHead``, and PANet's adaptive feature pooling
+   (``AllLevelRoIExtractor`` + ``AdaptiveFeaturePoolingBBoxHead``).
+3. Whole detectors: ``configs/augfpn_faster_rcnn_r50.py`` vs
    ``configs/fpn_faster_rcnn_r50.py`` as mmdet 3 ships it and with the paper's
    RoIAlign sampling (R50, random weights): train-step and inference time and
    peak memory at ``--shape``. Goals: train <= 1.2x FPN's time, inference <= 1.1x.
 
     python benchmarks/bench_augfpn.py [--device cuda] [--shape 800 1333] [--iters 10]
-                                      [--part extractors|detectors|both]
+                                      [--part extractors|roi-features|detectors|both]
 """
 import importlib.util
 import os.path as osp
@@ -69,6 +76,56 @@ def bench_extractors(args) -> None:
                     args.device, args.iters, args.warmup)
 
 
+class RoIFeatureHead(torch.nn.Module):
+    """An RoI extractor and the box head it feeds, timed as one step."""
+
+    def __init__(self, extractor: dict, head: dict) -> None:
+        super().__init__()
+        self.extractor = MODELS.build(extractor)
+        self.head = MODELS.build(head)
+
+    def forward(self, feats, rois):
+        cls_score, bbox_pred = self.head(self.extractor(feats, rois))
+        return cls_score.sum() + bbox_pred.sum()
+
+
+def roi_feature_candidates() -> dict:
+    common = dict(roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2),
+                  out_channels=256, featmap_strides=list(STRIDES))
+    head = dict(type='Shared2FCBBoxHead', in_channels=256, fc_out_channels=1024,
+                roi_feat_size=7, num_classes=80)
+    afp_head = dict(head, type='AdaptiveFeaturePoolingBBoxHead', num_shared_fcs=2,
+                    num_levels=len(STRIDES), fusion='max')
+    return {
+        'SingleRoIExtractor (mmdet)': (dict(type='SingleRoIExtractor', **common), head),
+        'GenericRoIExtractor sum (mmdet)': (dict(type='GenericRoIExtractor', **common), head),
+        'SoftRoIExtractor (AugFPN)': (dict(type='SoftRoIExtractor', **common), head),
+        'adaptive feature pooling (PANet)': (dict(type='AllLevelRoIExtractor', **common),
+                                             afp_head),
+    }
+
+
+def bench_roi_features(args) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+    init_default_scope('mmdet')
+    height, width = args.shape
+    feats = [torch.rand(2, 256, -(-height // s), -(-width // s), device=args.device,
+                        requires_grad=True) for s in STRIDES]
+    rois = random_rois(512, height, width, 2).to(args.device)
+    steps = {}
+    print(f"\n{'RoI features + box head':<36}{'params (M)':>11}{'GFLOPs / 512 RoIs':>19}")
+    for name, (extractor, head) in roi_feature_candidates().items():
+        module = RoIFeatureHead(extractor, head).to(args.device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            module(feats, rois)
+        params = sum(p.numel() for p in module.parameters()) / 1e6
+        print(f'{name:<36}{params:>11.2f}{counter.get_total_flops() / 1e9:>19.1f}')
+        steps[name] = forward_backward(module, (feats, rois))
+    compare(f'RoI features + Shared2FC box head, 512 RoIs, pyramid of {height}x{width}, '
+            'sampling_ratio=2', steps, 'SingleRoIExtractor (mmdet)', args.device, args.iters,
+            args.warmup)
+
+
 def bench_detectors(args) -> None:
     benchmark = load_tool('benchmark')
     results = {}
@@ -99,12 +156,15 @@ def bench_detectors(args) -> None:
 def main() -> None:
     def extra(parser):
         parser.add_argument('--shape', type=int, nargs=2, default=(800, 1333), metavar=('H', 'W'))
-        parser.add_argument('--part', choices=('extractors', 'detectors', 'both'), default='both')
+        parser.add_argument('--part', choices=('extractors', 'roi-features', 'detectors', 'both'),
+                            default='both')
 
     args = parse_args(__doc__.splitlines()[0], extra=extra)
     torch.manual_seed(0)
     if args.part in ('extractors', 'both'):
         bench_extractors(args)
+    if args.part in ('roi-features', 'both'):
+        bench_roi_features(args)
     if args.part in ('detectors', 'both'):
         bench_detectors(args)
 

@@ -43,6 +43,9 @@ METHODS: Dict[str, tuple] = {
     'deeplab': ('DeepLab', 'DeepLab: Semantic Image Segmentation with Deep Convolutional Nets, '
                 'Atrous Convolution, and Fully Connected CRFs', 'https://arxiv.org/abs/1606.00915',
                 'docs/deeplab.md', ['Atrous Convolution', 'ASPP', 'Dense CRF']),
+    'panet': ('PANet', 'Path Aggregation Network for Instance Segmentation',
+              'https://arxiv.org/abs/1803.01534', 'docs/panet.md',
+              ['PAFPN', 'Adaptive Feature Pooling']),
     'shape_adaptor': ('Shape Adaptor', 'Shape Adaptor: A Learnable Resizing Module',
                       'https://link.springer.com/chapter/10.1007/978-3-030-58610-2_39',
                       'docs/shape_adaptor.md', ['Shape Adaptor']),
@@ -51,7 +54,8 @@ BASELINES = ('fpn_faster_rcnn_r50', 'fcn_hrnet_w18_cityscapes_512x1024_80k')
 # Config-name prefix -> method, first match wins (so 'hrnetv2' is tried before 'dla').
 PREFIXES = (('augfpn', 'augfpn'), ('rfp_', 'detectors'), ('detectors_', 'detectors'),
             ('bifpn', 'bifpn'), ('efficientdet', 'bifpn'), ('deeplab', 'deeplab'),
-            ('shape_adaptor', 'shape_adaptor'), ('hrnetv2', 'hrnetv2'), ('dla', 'dla'))
+            ('panet', 'panet'), ('shape_adaptor', 'shape_adaptor'), ('hrnetv2', 'hrnetv2'),
+            ('dla', 'dla'))
 
 
 def method_of(stem: str) -> str:
