@@ -38,5 +38,5 @@ def test_timm_scheme_loads_converted_dla_weights(offline_timm):
 
 def test_timm_scheme_rejects_families_it_cannot_convert(offline_timm):
     from mmplug_agg.utils.checkpoint import load_timm_checkpoint
-    with pytest.raises(ValueError, match="supports the families \\['dla'\\]"):
+    with pytest.raises(ValueError, match="supports the families \\['dla', 'xception'\\]"):
         load_timm_checkpoint('timm://resnet18')
