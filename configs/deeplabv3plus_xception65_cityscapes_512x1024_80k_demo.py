@@ -1,10 +1,10 @@
-# deeplabv3plus_xception65_cityscapes_512x1024_80k
-# on the synthetic demo data, sized for 2 CPU cores: the shallowest Aligned Xception
-# (41; the layer order of 65) at a quarter of its widths (widen_factor=0.25: 512 final
-# and 64 low-level channels) from scratch at output stride 16, BN instead of SyncBN, a
-# 64-channel ASPP and a 16-channel low-level projection, 256 px crops and the
-# 600-iteration demo schedule.
-_base_ = ['./deeplabv3plus_xception65_cityscapes_512x1024_80k.py', './_base_/demo_segmentation.py']
+# deeplabv3plus_xception65_cityscapes_512x1024_80k on the synthetic demo data, sized for 2
+# CPU cores: the shallowest Aligned Xception (41; the layer order of 65) at a quarter of
+# its widths (widen_factor=0.25: 512 final and 64 low-level channels) from scratch at
+# output stride 16, BN instead of SyncBN, a 64-channel ASPP and a 16-channel low-level
+# projection, 256 px crops and the 600-iteration demo schedule.
+_base_ = ['./deeplabv3plus_xception65_cityscapes_512x1024_80k.py',
+          './_base_/demo_segmentation.py']
 
 _demo_norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(

@@ -83,3 +83,16 @@ def test_demo_config_loss_and_predict(path):
             assert sample.pred_instances.bboxes.shape[-1] == 4
         else:
             assert sample.pred_sem_seg.data.shape[-2:] == sample.ori_shape
+
+
+@pytest.mark.parametrize('path', DEMO_CONFIGS, ids=lambda p: p.stem)
+def test_demo_config_datasets_build_on_the_demo_data(path, run_dir, monkeypatch):
+    """`make demo DEMO_CONFIG=...` must find its data: a demo config inheriting a VOC or
+    COCO base must replace the base's datasets whole (no stray ConcatDataset keys)."""
+    from mmengine.registry import DATASETS
+    cfg = Config.fromfile(str(path))
+    init_default_scope(cfg.default_scope)
+    monkeypatch.chdir(run_dir)
+    for split in ('train_dataloader', 'val_dataloader'):
+        dataset = DATASETS.build(cfg[split].dataset)
+        assert len(dataset) > 0, f'{split} of {path.stem} is empty'
