@@ -1,16 +1,19 @@
 """Shape Adaptor train step: ShapeAdaptorResNet vs the same ResNet without adaptors.
 
 A step is forward + backward through every returned level, on the same input
-and the same weights. Three candidates beside the plain ResNet:
+and the same weights. Candidates beside the plain ResNet:
 
-* ``matched``: one adaptor at each of the ResNet's stride-2 stage starts with
-  factors just above 0.5, so every map has the plain ResNet's size and only the
-  adaptors' own cost (pooling, two bilinear resizes, the mix, one host read of
-  the alphas per step) is added;
-* ``matched+resize``: the same with ``resize_outputs=True`` (detection);
-* ``uniform``: the default placement (adaptors spread over the blocks, initial
-  factors multiplying to stride 32), whose maps are larger in the middle of the
-  network, so it also pays for the shape it starts from.
+* ``pool matched``: a max-pool vs identity adaptor (``adaptor_type='pool'``)
+  before each stride-2 stage start with factors just above 0.5, so every map has
+  the plain ResNet's size and only the adaptors' own cost (pooling, two bilinear
+  resizes, the mix, one host read of the alphas per step) is added;
+* ``pool matched+resize``: the same with ``resize_outputs=True`` (detection);
+* ``residual autotl matched``: the paper's AutoTL form (stem conv at stride 1, two
+  stem adaptors, residual adaptors at the stage starts) with factors just above
+  0.5: the same map sizes after the stem, plus the stem conv at full resolution;
+* ``residual autotl``: AutoTL at its initial s = 0.55 (maps slightly larger);
+* ``residual standard``: the default (6 adaptors at s = 0.561 from the image), whose
+  early maps are much larger than the plain ResNet's, so it pays for its shape.
 
     python benchmarks/bench_shape_adaptor.py [--device cuda] [--depth 50] [--size 512]
                                              [--batch 2] [--iters 10] [--rounds 3]
@@ -41,13 +44,16 @@ def main():
                   norm_eval=False, init_cfg=None)
     blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
     stage_starts = tuple(sum(blocks[args.depth][:i]) for i in (1, 2, 3))
-    matched = dict(type='ShapeAdaptorResNet', adaptor_positions=stage_starts, alpha_init=-8.0,
-                   **common)
+    matched = dict(type='ShapeAdaptorResNet', adaptor_type='pool',
+                   adaptor_positions=stage_starts, alpha_init=-8.0, **common)
+    autotl = dict(type='ShapeAdaptorResNet', mode='autotl', **common)
     candidates = {
         'ResNet (reference)': dict(type='ResNet', **common),
-        'ShapeAdaptorResNet matched': matched,
-        'ShapeAdaptorResNet matched+resize': dict(matched, resize_outputs=True),
-        'ShapeAdaptorResNet uniform': dict(type='ShapeAdaptorResNet', **common),
+        'pool matched': matched,
+        'pool matched+resize': dict(matched, resize_outputs=True),
+        'residual autotl matched': dict(autotl, alpha_init=-8.0),
+        'residual autotl': autotl,
+        'residual standard': dict(type='ShapeAdaptorResNet', **common),
     }
     torch.manual_seed(0)
     reference = models.build(candidates['ResNet (reference)'])

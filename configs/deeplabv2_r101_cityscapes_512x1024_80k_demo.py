@@ -1,9 +1,18 @@
 # deeplabv2_r101_cityscapes_512x1024_80k on the synthetic demo data, sized for 2 CPU
-# cores (demo_deeplabv2_model: a half-width dilated ResNet-18 from scratch in
-# _base_/demo_segmentation.py; BN, 256 px crops, the 600-iteration demo schedule).
+# cores: a half-width Caffe-style ResNet-18 (stages of 32-256 channels, output stride 8)
+# from scratch with trainable BN (the real config freezes ImageNet BN), normalised RGB
+# inputs, whole-image testing, 256 px crops, the 600-iteration demo schedule.
 _base_ = ['./deeplabv2_r101_cityscapes_512x1024_80k.py', './_base_/demo_segmentation.py']
 
-model = {{_base_.demo_deeplabv2_model}}
+model = dict(
+    # From scratch, so the inputs need not be Caffe's: mmseg's normalised RGB.
+    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                           bgr_to_rgb=True, size={{_base_.demo_crop_size}}),
+    backbone=dict(depth=18, stem_channels=32, base_channels=32,
+                  norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False,
+                  init_cfg=None),
+    decode_head=dict(in_channels=256, num_classes=5),  # the demo's background + four shapes
+    test_cfg=dict(_delete_=True, mode='whole'))
 train_dataloader = {{_base_.demo_train_dataloader}}
 val_dataloader = {{_base_.demo_val_dataloader}}
 test_dataloader = val_dataloader

@@ -4,8 +4,10 @@
 # one more IDA-Up to a single stride-4 map of 64 channels), heads with 256 hidden
 # channels (CenterNet's head_conv for DLA). Data, augmentation and the 140-epoch
 # schedule are mmdet's CenterNet recipe (RepeatDataset x5 for 28 epochs, SGD), unchanged.
-# CenterNet's paper reports 37.4 COCO AP for DLA-34 without test-time augmentation
-# (REFERENCE.md also lists 36.3 for a 1x schedule without augmentation).
+# Expected: 36.3 COCO val AP without test-time augmentation, CenterNet's own DLA-34 at
+# 140 epochs (ctdet_coco_dla_1x, CenterNet's MODEL_ZOO.md; trained with Adam 5e-4,
+# not mmdet's SGD recipe used here); 37.4 AP is its 230-epoch (2x) model. Converted
+# CenterNet checkpoints: dla34_centernet_official_coco.py (docs/model_zoo.md).
 _base_ = 'mmdet::centernet/centernet_r18-dcnv2_8xb16-crop512-140e_coco.py'
 
 custom_imports = dict(imports=['mmplug_agg'], allow_failed_imports=False)

@@ -4,8 +4,12 @@
 # BN per level, Swish), trained with the paper's recipe: 8 GPUs x 16 images (batch 128), 512 px
 # crops after scale jitter [0.1, 2.0], SGD lr 0.16 / momentum 0.9 / weight decay 4e-5,
 # one epoch of linear warm-up then cosine decay over 300 epochs, EMA 0.9998, SyncBN
-# (eps 1e-3, momentum 0.01), focal loss gamma 1.5, Huber box loss (delta 0.1, weight 50)
-# and soft-NMS at test time.
+# (eps 1e-3, momentum 0.01), focal loss gamma 1.5, Huber box loss (delta 0.1, weight 50),
+# no backbone drop-path for B0 (automl switches it off for B0 only; effdet uses 0.1), and
+# automl's evaluation: the 5000 best (anchor, class) pairs over all levels with score > 0.001,
+# Gaussian soft-NMS (sigma 0.5), 100 detections. TensorFlow's SAME padding throughout (mmdet's
+# EfficientNet pads its convs so, our BiFPN its max-pools), so effdet's tf_efficientdet_d0
+# checkpoint converts exactly (tools/model_converters/effdet2mmplug.py, docs/model_zoo.md).
 #
 # What differs from the paper: the ImageNet backbone is mmpretrain's port of the TensorFlow
 # AutoAugment checkpoint.
@@ -15,20 +19,20 @@ custom_imports = dict(imports=['mmplug_agg'], allow_failed_imports=False)
 
 image_size = 512
 norm_cfg = dict(type='SyncBN', requires_grad=True, eps=1e-3, momentum=0.01)
-checkpoint = 'https://download.openmmlab.com/mmclassification/v0/efficientnet/efficientnet-b0_3rdparty_8xb32-aa_in1k_20220119-8d939117.pth'  # noqa: E501
+checkpoint = ('https://download.openmmlab.com/mmclassification/v0/efficientnet/'
+              'efficientnet-b0_3rdparty_8xb32-aa_in1k_20220119-8d939117.pth')
 
 model = dict(
     data_preprocessor=dict(
-        # BiFPN resamples to exact neighbour sizes, so any padding works; 128 keeps every
-        # level (strides 8-128) exactly half the one below. Training batches are padded to
-        # the fixed crop size.
-        pad_size_divisor=128,
+        # Every image is padded to the full square (the resized image fits in it), with the
+        # mean colour (0 after normalisation), as automl and effdet evaluate.
+        pad_size_divisor=image_size,
         batch_augments=[dict(type='BatchFixedSizePad', size=(image_size, image_size))]),
     backbone=dict(
         _delete_=True,
         type='EfficientNet',
         arch='b0',
-        drop_path_rate=0.2,
+        drop_path_rate=0.0,
         out_indices=(3, 4, 5),  # strides 8, 16, 32: 40, 112, 320 channels
         frozen_stages=0,
         norm_cfg=norm_cfg,
@@ -42,6 +46,7 @@ model = dict(
         num_outs=5,  # P3-P7: P6 and P7 by max-pooling the last input
         num_repeats=3,
         fusion_mode='fastattn',
+        pool_padding='same',
         norm_cfg=norm_cfg),
     bbox_head=dict(
         type='EfficientDetSepBNHead',
@@ -50,16 +55,27 @@ model = dict(
         feat_channels=64,
         stacked_convs=3,
         norm_cfg=norm_cfg,
-        # EfficientDet's anchors: scale 4, 3 octave scales, ratios 1:2, 1:1, 2:1, centred
-        # on the cells.
-        anchor_generator=dict(center_offset=0.5),
+        # EfficientDet's anchors: scale 4, 3 octave scales, shapes (w, h) 1.4x0.7, 1x1,
+        # 0.7x1.4 (effdet's and the checkpoints' rounding of sqrt(2)), centred on the cells.
+        anchor_generator=dict(
+            _delete_=True,
+            type='EfficientDetAnchorGenerator',
+            octave_base_scale=4,
+            scales_per_octave=3,
+            strides=[8, 16, 32, 64, 128],
+            center_offset=0.5),
         loss_cls=dict(gamma=1.5, alpha=0.25),
         # Huber(delta 0.1) x 50 over 4 * positives == SmoothL1(beta 0.1) x 1.25 over positives.
         loss_bbox=dict(_delete_=True, type='SmoothL1Loss', beta=0.1, loss_weight=1.25)),
     train_cfg=dict(assigner=dict(neg_iou_thr=0.5)),
     test_cfg=dict(
+        nms_pre=5000,
+        nms_pre_all_levels=True,
+        score_thr=0.001,
+        # mmcv's Gaussian soft-NMS ignores iou_threshold; it decays by exp(-iou^2 / sigma).
         nms=dict(_delete_=True, type='soft_nms', iou_threshold=0.3, sigma=0.5, min_score=1e-3,
-                 method='gaussian')))
+                 method='gaussian'),
+        max_per_img=100))
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),

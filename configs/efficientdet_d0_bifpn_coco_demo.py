@@ -7,7 +7,9 @@ _base_ = ['./efficientdet_d0_bifpn_coco.py', './_base_/demo_detection.py']
 
 demo_norm_cfg = dict(type='BN', requires_grad=True, eps=1e-3, momentum=0.01)
 model = dict(
-    data_preprocessor=dict(batch_augments=[dict(type='BatchFixedSizePad', size=(256, 256))]),
+    data_preprocessor=dict(
+        pad_size_divisor=128,
+        batch_augments=[dict(type='BatchFixedSizePad', size=(256, 256))]),
     backbone=dict(
         drop_path_rate=0.0,
         norm_cfg=demo_norm_cfg,

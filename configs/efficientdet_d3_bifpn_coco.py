@@ -1,16 +1,18 @@
 # EfficientDet-D3 (paper COCO val AP 46.8, not measured by us): the D0 recipe of
-# efficientdet_d0_bifpn_coco.py scaled up: EfficientNet-B3 backbone, 160-channel BiFPN with
-# 6 cells, 4 head convs, 896 px images. The head is the paper's (EfficientDetSepBNHead);
-# same difference from the paper as D0 (mmpretrain's port of the ImageNet checkpoint).
+# efficientdet_d0_bifpn_coco.py scaled up: EfficientNet-B3 backbone (drop-path 0.2, automl's
+# default for every backbone but B0), 160-channel BiFPN with 6 cells, 4 head convs, 896 px images.
+# Same difference from the paper as D0 (mmpretrain's port of the ImageNet checkpoint).
 _base_ = './efficientdet_d0_bifpn_coco.py'
 
 image_size = 896
-checkpoint = 'https://download.openmmlab.com/mmclassification/v0/efficientnet/efficientnet-b3_3rdparty_8xb32-aa_in1k_20220119-5b4887a0.pth'  # noqa: E501
+checkpoint = ('https://download.openmmlab.com/mmclassification/v0/efficientnet/'
+              'efficientnet-b3_3rdparty_8xb32-aa_in1k_20220119-5b4887a0.pth')
 
 model = dict(
     data_preprocessor=dict(
+        pad_size_divisor=image_size,
         batch_augments=[dict(type='BatchFixedSizePad', size=(image_size, image_size))]),
-    backbone=dict(arch='b3', init_cfg=dict(checkpoint=checkpoint)),
+    backbone=dict(arch='b3', drop_path_rate=0.2, init_cfg=dict(checkpoint=checkpoint)),
     neck=dict(in_channels=[48, 136, 384], out_channels=160, num_repeats=6),
     bbox_head=dict(in_channels=160, feat_channels=160, stacked_convs=4))
 

@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 
 import mmplug_agg  # noqa: F401  (registers modules, fixes checkpoint loading)
 from mmplug_agg.utils.launch import (UserFacingError, check_datasets, default_work_dir,
-                                     load_config, prepare_launcher, run_cli,
+                                     enable_amp, load_config, prepare_launcher, run_cli,
                                      set_local_rank_env)
 
 
@@ -21,7 +21,8 @@ def parse_args():
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--amp', action='store_true', default=False,
-                        help='enable automatic-mixed-precision training')
+                        help='enable automatic-mixed-precision training (float16 on CUDA, '
+                        'bfloat16 on CPU)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by the actual batch size')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
@@ -44,11 +45,7 @@ def main():
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
 
     if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
-            print('AMP is already enabled in the config')
-        else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+        enable_amp(cfg)
     if args.auto_scale_lr:
         scale_cfg = cfg.get('auto_scale_lr')
         if not scale_cfg or 'base_batch_size' not in scale_cfg:

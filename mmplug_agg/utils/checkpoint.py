@@ -33,7 +33,9 @@ def load_local_checkpoint(filename: str, map_location=None):
 
 def _timm_converters() -> Dict[str, Callable]:
     from mmplug_agg.models.backbones import convert_dla_state_dict
-    return {'dla': lambda state: convert_dla_state_dict(state)[0]}
+    from mmplug_agg.models.backbones import convert_xception_state_dict
+    return {'dla': lambda state: convert_dla_state_dict(state)[0],
+            'xception': lambda state: convert_xception_state_dict(state)[0]}
 
 
 def load_timm_checkpoint(filename: str, map_location=None) -> Dict[str, torch.Tensor]:
@@ -54,6 +56,14 @@ def load_timm_checkpoint(filename: str, map_location=None) -> Dict[str, torch.Te
     return state
 
 
+def load_effdet_checkpoint(filename: str, map_location=None) -> Dict[str, torch.Tensor]:
+    """Load ``effdet://<model>`` (e.g. ``effdet://tf_efficientdet_d0``), converted."""
+    from mmplug_agg.utils.effdet_conversion import load_effdet_checkpoint as load
+    return load(filename, map_location)
+
+
 def register_checkpoint_loaders() -> None:
     CheckpointLoader.register_scheme(prefixes='', loader=load_local_checkpoint, force=True)
     CheckpointLoader.register_scheme(prefixes='timm://', loader=load_timm_checkpoint, force=True)
+    CheckpointLoader.register_scheme(prefixes='effdet://', loader=load_effdet_checkpoint,
+                                     force=True)

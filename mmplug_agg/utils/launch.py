@@ -2,7 +2,8 @@
 
 * One-line errors: a wrong config, an unknown type or a missing data set ends with
   ``error: <what is wrong and what to do>`` and exit code 1, before the runner
-  writes anything into the work dir.
+  writes anything into the work dir; so does a backbone whose widths do not fit
+  the neck's ``in_channels`` (found when the model is built or at its first forward).
 * CPU distributed runs: mmengine 0.10's ``init_dist`` pins a CUDA device and its DDP
   wrapper passes ``device_ids``; both fail without a GPU. On a CPU-only host we
   start the gloo process group ourselves and wrap the model without device ids, so
@@ -126,6 +127,30 @@ def prepare_launcher(cfg: Config, launcher: str) -> None:
         torch_dist.init_process_group(backend=backend)
 
 
+def enable_amp(cfg: Config) -> None:
+    """``--amp``: float16 + dynamic loss scaling on CUDA, bfloat16 autocast on a CPU.
+
+    mmengine's ``AmpOptimWrapper`` refuses to start without a GPU, so CPU runs use
+    :class:`mmplug_agg.engine.CPUAmpOptimWrapper` (bfloat16 needs no loss scaling).
+    """
+    wrapper = cfg.optim_wrapper
+    kind = wrapper.get('type', 'OptimWrapper')
+    if torch.cuda.is_available():
+        if kind == 'AmpOptimWrapper':
+            print('AMP is already enabled in the config')
+            return
+        wrapper.type = 'AmpOptimWrapper'
+        wrapper.loss_scale = 'dynamic'
+        return
+    if kind == 'CPUAmpOptimWrapper':
+        print('AMP is already enabled in the config')
+        return
+    wrapper.type = 'CPUAmpOptimWrapper'
+    wrapper.pop('loss_scale', None)
+    wrapper.dtype = 'bfloat16'
+    print('AMP on CPU: bfloat16 autocast (CPUAmpOptimWrapper), no loss scaling')
+
+
 def _registry_miss(err: KeyError) -> Optional[str]:
     message = str(err.args[0]) if err.args else ''
     if 'is not in the' in message and 'registry' in message:
@@ -137,9 +162,10 @@ def _registry_miss(err: KeyError) -> Optional[str]:
 
 def run_cli(main: Callable[[], None]) -> None:
     """Run a tool's ``main`` and turn user mistakes into one line on stderr, exit 1."""
+    from mmplug_agg.models.layers.channel_check import ChannelMismatchError
     try:
         main()
-    except UserFacingError as err:
+    except (UserFacingError, ChannelMismatchError) as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(1)
     except KeyError as err:

@@ -1,11 +1,14 @@
 """Freeze the shape a Shape Adaptor model learned into a plain config.
 
 Reads a training config whose backbone is ``ShapeAdaptorResNet`` or
-``ShapeAdaptorDLA`` and a checkpoint of it, and writes a config in which every
-adaptor is a fixed bilinear resize by its learned factor (``frozen_factors``,
-at the same ``adaptor_positions``): no alphas, no branches, no memory limit.
-The exported model keeps the learned feature sizes, so it can be retrained
-from scratch or fine-tuned (``--load-from``) without the adaptors' overhead.
+``ShapeAdaptorDLA`` (any ``adaptor_type`` and ``mode``) and a checkpoint of it,
+and writes a config in which every adaptor has its learned factor fixed
+(``frozen_factors``): no alphas, no alpha optimiser, no host read of alphas;
+each adaptor mixes its branches with the constant weight of its factor, so
+with the checkpoint's weights (``--load-from``) the frozen model computes what
+the trained one did, at fixed sizes for a given input (it exports to ONNX).
+A hard ``limit_dim`` stays (it is part of the forward pass); the soft
+penalty (``limit_type='loss'``) and the alternating schedule are dropped.
 
 Example::
 
@@ -30,7 +33,9 @@ from mmplug_agg.utils.launch import UserFacingError, load_config, run_cli
 BACKBONES = ('ShapeAdaptorResNet', 'ShapeAdaptorDLA')
 ALPHA_KEY = re.compile(r'^(?:module\.)?backbone\.adaptors\.(\d+)\.alpha$')
 # Arguments that only matter while the shape is being learned.
-LEARNING_ONLY = ('alpha_init', 'num_adaptors', 'limit_dim', 'limit_weight')
+LEARNING_ONLY = ('alpha_init', 'limit_weight')
+# Modes whose adaptor positions a config may give (AutoTL's are fixed).
+POSITIONED_MODES = ('standard', 'autosc')
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,8 +89,24 @@ def export(cfg: Config, alphas: List[float]) -> Tuple[Config, Tuple[float, ...]]
     frozen = cfg.copy()
     for key in LEARNING_ONLY:
         frozen.model.backbone.pop(key, None)
-    frozen.model.backbone.frozen_factors = [round(f, 6) for f in factors]
-    frozen.model.backbone.adaptor_positions = list(backbone.adaptor_positions)
+    if backbone.limit_type == 'loss':
+        for key in ('limit_dim', 'limit_type'):
+            frozen.model.backbone.pop(key, None)
+    frozen.model.backbone.frozen_factors = [float(f) for f in factors]
+    if backbone.mode in POSITIONED_MODES:
+        frozen.model.backbone.adaptor_positions = list(backbone.adaptor_positions)
+        frozen.model.backbone.num_adaptors = len(factors)
+    optim_wrapper = frozen.get('optim_wrapper')
+    if optim_wrapper is not None:
+        # Nothing is left for the alpha optimiser: one wrapper, the weights' schedule.
+        for key in ('constructor', 'alpha_schedule', 'alpha_step', 'alpha_optimizer'):
+            optim_wrapper.pop(key, None)
+    scheduler = frozen.get('param_scheduler')
+    if isinstance(scheduler, dict) and 'type' not in scheduler and 'model' in scheduler:
+        frozen.param_scheduler = scheduler['model']
+    if frozen.get('model_wrapper_cfg', {}).get('type') == 'ShapeAdaptorDistributedDataParallel':
+        frozen.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
+                                        find_unused_parameters=False)
     return frozen, factors
 
 

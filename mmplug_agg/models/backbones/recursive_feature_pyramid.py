@@ -52,12 +52,14 @@ import copy
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmcv.cnn.bricks.conv_ws import ConvAWS2d
 from mmcv.ops import SAConv2d
 from mmengine.model import BaseModule, ModuleList
 from mmengine.registry import Registry
 from torch import Tensor, nn
 
 from mmplug_agg.models.layers.aspp import DetectoRSASPP
+from mmplug_agg.models.layers.channel_check import check_in_channels
 from mmplug_agg.registry import MODEL_REGISTRIES, register_backbone
 
 from .stage_runners import StageRunner, StageState, build_stage_runner
@@ -82,6 +84,27 @@ def _build_registry() -> Registry:
     pick a toolbox explicitly.
     """
     return MODEL_REGISTRIES.get('mmdet') or MODEL_REGISTRIES['mmseg']
+
+
+def calibrate_weight_standardisation(module: nn.Module) -> None:
+    """Make every ``ConvAWS2d`` in ``module`` (SAC included) compute with its weights as they are.
+
+    ConvAWS standardises each filter to zero mean and unit variance and rescales it by
+    the buffers ``weight_gamma``/``weight_beta``, which loading a checkpoint sets to
+    the loaded filter's statistics. Without a checkpoint they stay 1 and 0, so every
+    conv has weights of standard deviation 1 instead of an initialiser's sqrt(2 /
+    fan), and with BN in eval mode (identity statistics) the activations grow by
+    about sqrt(fan) per conv: the first SAC input of a from-scratch R50 reached 6.6e10
+    at 160x160, and mmcv's CPU deformable conv backward then crashed the process.
+    Setting the buffers from the current weights, as loading would, keeps the
+    initialiser's scale.
+    """
+    for conv in module.modules():
+        if isinstance(conv, ConvAWS2d):
+            weight = conv.weight.detach().flatten(1)
+            conv.weight_beta.copy_(weight.mean(dim=1).view_as(conv.weight_beta))
+            conv.weight_gamma.copy_(
+                torch.sqrt(weight.var(dim=1) + 1e-5).view_as(conv.weight_gamma))
 
 
 def _check_positive_int(name: str, value) -> None:
@@ -194,6 +217,9 @@ class RecursiveFeaturePyramid(BaseModule):
                     for _, stage in self.feedback_paths))
         self.gate = nn.Conv2d(width, 1, 1, bias=True)
         self._zero_fusion_layers()
+        # Finite activations even when init_weights() is never called.
+        for built in (self.backbone, *self.rfp_backbones):
+            calibrate_weight_standardisation(built)
 
     @staticmethod
     def _feedback_paths(runner: StageRunner, neck: nn.Module) -> Tuple[FeedbackPath, ...]:
@@ -204,10 +230,9 @@ class RecursiveFeaturePyramid(BaseModule):
             raise ValueError(f'neck must be FPN-like, with a list in_channels and an int '
                              f'out_channels; {type(neck).__name__} is not')
         stage_widths = [runner.stage_channels[i] for i in runner.out_indices]
-        if list(in_channels) != stage_widths:
-            raise ValueError(f'neck.in_channels must be the widths of the backbone stages '
-                             f'{list(runner.out_indices)} (its out_indices): {stage_widths}, '
-                             f'got {list(in_channels)}')
+        check_in_channels(f'{type(neck).__name__} (RecursiveFeaturePyramid neck, fed by '
+                          f'backbone stages {list(runner.out_indices)})', stage_widths,
+                          in_channels, argument='neck.in_channels')
         start = getattr(neck, 'start_level', 0)
         end = getattr(neck, 'backbone_end_level', len(in_channels))
         paths = []
@@ -251,7 +276,8 @@ class RecursiveFeaturePyramid(BaseModule):
         offsets of its switchable atrous convs; SAC's own init (switch 1,
         i.e. the rate-1 branch only, no context, no offset, no large-rate
         weight difference) is then applied again, as SAC has it when the
-        backbone loads ImageNet weights.
+        backbone loads ImageNet weights, and weight-standardised convs get the
+        scale of their initialiser (:func:`calibrate_weight_standardisation`).
         """
         first_time = not self.is_init
         super().init_weights()
@@ -263,6 +289,7 @@ class RecursiveFeaturePyramid(BaseModule):
                 for module in backbone.modules():
                     if isinstance(module, SAConv2d):
                         module.init_weights()
+                calibrate_weight_standardisation(backbone)
 
     def _run_backbone(
             self,

@@ -4,12 +4,17 @@ Tan, Pang and Le, "EfficientDet: Scalable and Efficient Object Detection", CVPR 
 """
 import math
 from collections import OrderedDict
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmdet.models.dense_heads import AnchorHead
+from mmdet.models.task_modules.prior_generators import AnchorGenerator
+from mmdet.registry import TASK_UTILS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -33,6 +38,72 @@ def separable_conv(in_channels: int, out_channels: int, bias: bool) -> nn.Sequen
             pointwise=nn.Conv2d(in_channels, out_channels, 1, bias=bias)))
 
 
+# effdet's and automl's anchor shapes (width, height multipliers), in mmdet's ratio order
+# (ratio h/w 0.5, 1, 2). sqrt(2) is rounded to 1.4, so the wide and tall anchors have
+# 0.98 of the square anchor's area.
+EFFDET_ASPECTS = ((1.4, 0.7), (1.0, 1.0), (0.7, 1.4))
+
+
+@TASK_UTILS.register_module()
+class EfficientDetAnchorGenerator(AnchorGenerator):
+    """mmdet's ``AnchorGenerator`` with anchor shapes given as (width, height) multipliers.
+
+    mmdet derives an anchor of ratio ``r = h / w`` as ``w = s / sqrt(r)``,
+    ``h = s * sqrt(r)``; effdet and the TensorFlow EfficientDet checkpoints use the
+    rounded pairs (1.4, 0.7) and (0.7, 1.4) instead, so their anchors differ from
+    mmdet's by about 1%. This generator takes the pairs as they are, so that converted
+    checkpoints decode to exactly the boxes of the original. Everything else
+    (strides, octave scales, ``center_offset``, anchor order: shape-major, scale
+    minor with ``scale_major=True``) is mmdet's.
+
+    Args:
+        aspects (Sequence[tuple[float, float]]): (width, height) multiplier of each
+            anchor shape. Defaults to effdet's, in mmdet's ratio order (wide, square,
+            tall).
+        **kwargs: The other arguments of :class:`AnchorGenerator`; ``ratios`` is
+            derived from ``aspects`` (h / w) and must not be given.
+
+    Example:
+        >>> gen = EfficientDetAnchorGenerator(
+        ...     strides=[8], octave_base_scale=4, scales_per_octave=1, center_offset=0.5)
+        >>> gen.base_anchors[0]
+        tensor([[-18.4000,  -7.2000,  26.4000,  15.2000],
+                [-12.0000, -12.0000,  20.0000,  20.0000],
+                [ -7.2000, -18.4000,  15.2000,  26.4000]])
+    """
+
+    def __init__(self, aspects: Sequence[Tuple[float, float]] = EFFDET_ASPECTS,
+                 **kwargs) -> None:
+        if 'ratios' in kwargs:
+            raise ValueError('EfficientDetAnchorGenerator: give anchor shapes as aspects '
+                             '((width, height) pairs), not ratios')
+        aspects = [tuple(float(v) for v in pair) for pair in aspects]
+        if not aspects or any(len(pair) != 2 or min(pair) <= 0 for pair in aspects):
+            raise ValueError('EfficientDetAnchorGenerator: aspects must be non-empty '
+                             f'(width, height) pairs of positive numbers, got {aspects!r}')
+        self.aspects = aspects
+        super().__init__(ratios=[h / w for w, h in aspects], **kwargs)
+
+    def gen_single_level_base_anchors(self, base_size: Union[int, float], scales: Tensor,
+                                      ratios: Tensor,
+                                      center: Optional[Tuple[float]] = None) -> Tensor:
+        # float64 as effdet's numpy anchors, so both round once to float32.
+        x_center = self.center_offset * base_size if center is None else center[0]
+        y_center = self.center_offset * base_size if center is None else center[1]
+        aspects = torch.tensor(self.aspects, dtype=torch.float64)
+        scales = scales.to(torch.float64)
+        if self.scale_major:
+            ws = (base_size * aspects[:, 0, None] * scales[None, :]).reshape(-1)
+            hs = (base_size * aspects[:, 1, None] * scales[None, :]).reshape(-1)
+        else:
+            ws = (base_size * scales[:, None] * aspects[None, :, 0]).reshape(-1)
+            hs = (base_size * scales[:, None] * aspects[None, :, 1]).reshape(-1)
+        base_anchors = torch.stack(
+            [x_center - 0.5 * ws, y_center - 0.5 * hs, x_center + 0.5 * ws, y_center + 0.5 * hs],
+            dim=-1)
+        return base_anchors.float()
+
+
 @register_det_module
 class EfficientDetSepBNHead(AnchorHead):
     """EfficientDet's class and box nets: separable convs shared by all levels, BN per level.
@@ -54,6 +125,11 @@ class EfficientDetSepBNHead(AnchorHead):
     for ``DeltaXYWHBBoxCoder``. effdet uses the same anchor-major layout, but its
     anchors are octave-major and its deltas (dy, dx, dh, dw), so its checkpoints
     need their prediction rows reordered to be loaded here.
+
+    Test-time selection: with ``test_cfg.nms_pre_all_levels=True`` the ``nms_pre``
+    best (anchor, class) pairs above ``score_thr`` are picked over all levels together,
+    as automl and effdet do (their 5000 "detection points"), instead of ``nms_pre``
+    per level (mmdet's default, kept when the key is absent or False).
 
     Initialisation (when ``init_cfg`` is None, as in effdet): every conv weight is
     drawn from N(0, 1 / fan_in), with fan_in = input channels per group x kernel
@@ -207,3 +283,28 @@ class EfficientDetSepBNHead(AnchorHead):
             cls_scores.append(self._net(x, level, self.cls_convs, self.cls_norms, self.cls_pred))
             bbox_preds.append(self._net(x, level, self.reg_convs, self.reg_norms, self.reg_pred))
         return cls_scores, bbox_preds
+
+    def _predict_by_feat_single(self,
+                                cls_score_list: List[Tensor],
+                                bbox_pred_list: List[Tensor],
+                                score_factor_list: List[Optional[Tensor]],
+                                mlvl_priors: List[Tensor],
+                                img_meta: dict,
+                                cfg: ConfigDict,
+                                rescale: bool = False,
+                                with_nms: bool = True) -> InstanceData:
+        cfg = self.test_cfg if cfg is None else cfg
+        if not cfg.get('nms_pre_all_levels', False):
+            return super()._predict_by_feat_single(cls_score_list, bbox_pred_list,
+                                                   score_factor_list, mlvl_priors, img_meta,
+                                                   cfg, rescale, with_nms)
+
+        # One pseudo-level of shape (channels, sum of H*W, 1): mmdet's per-level
+        # permute(1, 2, 0) then reads the locations of all levels in order, so its
+        # top-k runs over every level at once.
+        def merged(maps: List[Tensor]) -> List[Tensor]:
+            return [torch.cat([m.flatten(1) for m in maps], dim=1)[..., None]]
+
+        return super()._predict_by_feat_single(
+            merged(cls_score_list), merged(bbox_pred_list), [None],
+            [torch.cat(mlvl_priors)], img_meta, cfg, rescale, with_nms)

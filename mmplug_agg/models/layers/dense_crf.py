@@ -15,75 +15,61 @@ pixels), ``I`` the RGB colour (0..255), and ``[.]`` the Potts compatibility. The
 first kernel (appearance, bilateral) asks pixels that are close *and* alike in
 colour to agree; the second (smoothness) removes small isolated regions.
 
-Mean-field inference approximates the posterior by independent per-pixel
-marginals ``Q``: start from ``Q = softmax(-U)``, then ``num_iterations`` times
+Mean-field inference starts from ``Q = softmax(-U)``, then ``num_iterations``
+times ``Q_i(l) = softmax_l(-U_i(l) + sum_k w_k m_k(l)_i)`` with ``m_k`` the
+message of kernel ``k`` (with Potts compatibility, the sum over the other labels
+is the label's own message up to a per-pixel constant, which the softmax drops;
+hence the plus sign, as in the reference's ``-w Q`` compatibility).
 
-    m_k(l)_i = sum_{j != i} k_k(f_i, f_j) Q_j(l)          (message passing)
-    Q_i(l)  = softmax_l(-U_i(l) + sum_k w_k m_k(l)_i)       (Potts update)
+Normalisation (``normalization``), with ``K`` a kernel (self term included) and
+``n = K 1`` its sum per pixel:
 
-With the Potts model, ``-sum_{l' != l} M(l')`` equals ``M(l)`` minus a per-pixel
-constant, which the softmax drops; hence the plus sign. All the cost is in the
-message passing: a Gaussian filter over all pixel pairs. Two ways to do it:
+* ``'row'`` (default): ``m = (K Q) / n``, a weighted average of marginals. The
+  released DeepLab code (Krähenbühl's 2011 ``PottsPotential`` in
+  deeplab-public-ver2's ``densecrf/libDenseCRF/densecrf.cpp`` and the Caffe
+  ``DenseCRF`` layer) divides every message by its pixel's lattice sum; it is
+  pydensecrf's ``NORMALIZE_AFTER``.
+* ``'symmetric'``: ``m = n^-1/2 K (n^-1/2 Q)`` (pydensecrf's default,
+  ``NORMALIZE_SYMMETRIC``).
+* ``'none'``: the raw kernel sums ``sum_{j != i} k(f_i, f_j) Q_j`` of the energy
+  above (pixel ``i`` itself excluded); at ``theta_alpha = 67`` they run into
+  the thousands, so the weights must be about a thousand times smaller.
 
-* ``'exact'`` builds the ``HW x HW`` kernel matrix (diagonal zeroed) once per
-  forward and multiplies it with ``Q``: exact, quadratic in the pixel count, only
-  for small images (at most :data:`EXACT_MAX_PIXELS`); the ground truth.
-* ``'permutohedral'`` (default, linear in the pixel count) follows the reference
-  implementation. The smoothness kernel depends on positions only, so it is a
-  separable Gaussian blur (zero padding: pixels beyond the border do not exist),
-  truncated at :data:`BLUR_RADIUS_STDS` standard deviations, minus the centre
-  tap. The appearance kernel is filtered on a permutohedral lattice (Adams, Baek
-  and Davis, "Fast High-Dimensional Filtering Using the Permutohedral Lattice",
-  Eurographics 2010) in the 5-D space ``(x, y) / theta_alpha, (r, g, b) /
-  theta_beta``: each pixel is splatted onto the ``d + 1`` vertices of its
-  enclosing simplex with barycentric weights, the lattice is blurred with
-  ``[1 2 1] / 2`` along each of its ``d + 1`` axes, and each pixel slices its
-  value back with the same weights. See :class:`PermutohedralLattice`.
+Methods (``method``):
 
-Normalisation of the lattice filter. The lattice approximates a Gaussian of unit
-standard deviation in feature space, but not its scale. Per unit of 5-D volume
-its gain is ``2^(d+1) / sqrt(d+1) * (3 / (4 pi))^(d/2) = 0.728`` (the blur
-multiplies mass by ``2^(d+1)``; a lattice vertex owns ``sqrt(3/2)^d / sqrt(d+1)``
-of volume). Pixels, however, lie on a 2-D surface of that space (the colour is a
-function of the position), and on such surfaces the lattice gives less: measured
-on dense flat planes of constant colour, at many random offsets from the
-lattice, the lattice sum is :data:`LATTICE_GAIN` ``= 0.567`` times the exact
-Gaussian sum (0.50 to 0.57 on tilted planes; ±6% between offsets). The lattice
-response is divided by that gain, so that its messages estimate the exact
-Gaussian sums of the energy above, like the ``'exact'`` method. The reference
-instead scales by ``1 / (1 + 2^-d)``, which leaves its appearance messages at
-about 0.55 of the exact sums (and its smoothness messages, from a 2-D lattice,
-at about 0.88), and keeps each pixel's message to itself: to match its
-strength here, scale DeepLab's weights by those factors (about 2.2 and 2.65
-instead of 4 and 3).
+* ``'permutohedral'`` (default). With ``'row'`` and ``'symmetric'``, both kernels
+  are filtered as the reference does: on a permutohedral lattice (Adams, Baek and
+  Davis, Eurographics 2010) in the 5-D space ``(x, y) / theta_alpha, (r, g, b) /
+  theta_beta`` and in the 2-D space ``(x, y) / theta_gamma``: splat each pixel
+  onto the ``d + 1`` vertices of its enclosing simplex with barycentric weights,
+  blur with ``[1 2 1] / 2`` along each of the ``d + 1`` lattice axes, slice back
+  with the same weights, times ``1 / (1 + 2^-d)``; ``n`` is that filter applied
+  to ones. :class:`ReferenceLattice` builds the lattice with the reference's
+  float operations and tie rules, so in float32 the marginals match pydensecrf
+  to about 1e-8 (see ``tests/models/layers/test_dense_crf.py``). With
+  ``'none'``, the lattice response is rescaled to estimate the exact Gaussian
+  sums (divided by :data:`LATTICE_GAIN`, each pixel's own weight removed, see
+  :class:`PermutohedralLattice`) and the smoothness kernel is an exact separable
+  blur (truncated at :data:`BLUR_RADIUS_STDS` standard deviations).
+* ``'exact'`` builds the ``HW x HW`` Gaussian kernels and multiplies: exact,
+  quadratic in the pixel count, for small images (at most
+  :data:`EXACT_MAX_PIXELS`): the model without the lattice's approximation.
 
-Kernel normalisation (``normalization``). With ``'none'`` the messages are the
-raw kernel sums of the energy above; with the appearance kernel at
-``theta_alpha = 67`` a pixel's sum runs into the thousands, so any weight of order
-one makes the update a hard vote of the similar pixels. The released dense-CRF
-code (Krähenbühl's 2.x) normalises each kernel by default, symmetrically and with
-each pixel's own term: ``D^-1/2 (K + I) D^-1/2 Q`` with ``D = diag((K + I) 1)``,
-so that a message is a weighted average of marginals in [0, 1]; weights such as
-DeepLab's 4 and 3 are of that scale. ``'symmetric'`` (the default) does the
-same, on top of either method.
+Lattice gain (for ``'none'`` only). The lattice approximates a Gaussian of unit
+standard deviation in feature space, not its scale. On the 2-D surfaces that
+pixels form in the 5-D space (colour is a function of position), measured on
+dense flat planes of constant colour at many offsets from the lattice, its sum
+is :data:`LATTICE_GAIN` ``= 0.567`` times the exact Gaussian sum (0.50 to 0.57
+on tilted planes). The normalised modes need no gain: it cancels in ``K / n``.
 
-Self-contribution. Messages exclude ``j = i``. The exact and blur kernels drop
-the diagonal or the centre tap. On the lattice, pixel ``i`` reaches itself with
-weight ``b_i^T G b_i`` (``b_i`` its barycentric weights) where ``G_ab = 2^-m +
-2^-(d+1-m)`` for vertices ``m = |a - b|`` remainders apart and ``G_aa = 1 +
-2^-d`` (the blur paths between two vertices of one simplex). This is exact
-where the lattice vertices along those paths are occupied, i.e. wherever the
-pixel has neighbours, and too large by up to about 30% for an isolated pixel,
-whose true message is near zero; the appearance messages are therefore clamped
-at zero after the subtraction.
-
-Cost: the lattice (keys, simplex vertices, splat/slice/blur operators as sparse
-CSR matrices) is built once per forward and reused by every iteration; a batch
-shares one lattice, the batch index being part of each vertex key, so there is
-no per-image loop. The only host synchronisation is the one that finding the
-distinct vertices inherently has (``torch.unique_consecutive`` must return the
-vertex count). The module has no parameters and works on any device (float32,
-or float64 for float64 logits).
+Speed. The lattices are built once per forward for the whole batch (the image
+index is part of each vertex code) and reused by every iteration and by the
+normalisers; an iteration is one splat per lattice (sparse CSR, reading the
+points in the order in which they are grouped by simplex), six block-diagonal
+blur products and one slice for both kernels together, with the weights and
+normalisers folded into the slice; only ``C - 1`` classes are filtered (the
+marginals sum to one). The module has no parameters, runs on any device, in
+float32 (float64 for float64 logits) with autocast disabled.
 """
 import math
 import warnings
@@ -94,7 +80,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 METHODS = ('permutohedral', 'exact')
-NORMALIZATIONS = ('symmetric', 'none')
+NORMALIZATIONS = ('row', 'symmetric', 'none')
+# Settings of DeepLab's released models (see docs/deeplab.md for the sources).
+PRESETS = {
+    # DeepLab-LargeFOV (v1, VGG-16), PASCAL VOC 2012.
+    'deeplabv1_voc': dict(num_iterations=10, appearance_weight=4.0, appearance_xy_std=121.0,
+                          appearance_rgb_std=5.0, smoothness_weight=3.0,
+                          smoothness_xy_std=3.0, normalization='row'),
+    # DeepLab v2, ResNet-101, PASCAL VOC 2012.
+    'deeplabv2_voc': dict(num_iterations=10, appearance_weight=4.0, appearance_xy_std=67.0,
+                          appearance_rgb_std=3.0, smoothness_weight=3.0,
+                          smoothness_xy_std=1.0, normalization='row'),
+}
+DEFAULT_PRESET = 'deeplabv2_voc'
 EXACT_MAX_PIXELS = 4096
 BLUR_RADIUS_STDS = 3.5
 LATTICE_GAIN = 0.567
@@ -449,6 +447,326 @@ class _LatticeKernels:
         return out
 
 
+# ------------------------------------------------------------------------------
+# The normalised kernels of the released code, built for speed.
+
+
+def _reference_scales(dim: int, dtype: torch.dtype) -> List[float]:
+    """The elevation's diagonal, rounded as the reference rounds it (float32 constants)."""
+    inv_std = math.sqrt(2.0 / 3.0) * (dim + 1)
+    if dtype != torch.float64:
+        inv_std = float(torch.tensor(inv_std, dtype=torch.float32))
+    scales = [inv_std / math.sqrt((k + 2) * (k + 1)) for k in range(dim)]
+    if dtype != torch.float64:
+        scales = [float(torch.tensor(s, dtype=torch.float32)) for s in scales]
+    return scales
+
+
+def _enclosing_simplices(features: Tensor) -> Tuple[List[Tensor], List[Tensor], Tensor]:
+    """Remainder-0 point, coordinate ranks and barycentric weights of every point.
+
+    ``features`` is ``(P, d)``. Returns the ``d + 1`` coordinates of the
+    remainder-0 vertex (int64 columns), the ``d + 1`` ranks (int64 columns) and
+    the ``(P, d + 1)`` barycentric weights, vertex ``k`` in column ``k``. The
+    elevation follows the reference's order of float operations (a running sum
+    from the last feature), so that in float32 the simplices are the reference's
+    bit for bit.
+    """
+    dim = features.shape[-1]
+    steps = dim + 1
+    dtype = features.dtype
+    scales = _reference_scales(dim, dtype)
+    columns = features.unbind(-1)
+    elevated: List[Tensor] = [columns[0]] * steps
+    running = torch.zeros_like(columns[0])
+    for j in range(dim, 0, -1):
+        scaled = columns[j - 1] * scales[j - 1]
+        elevated[j] = running - j * scaled
+        running = running + scaled
+    elevated[0] = running
+    down = 1.0 / steps if dtype == torch.float64 else float(
+        torch.tensor(1.0 / steps, dtype=torch.float32))
+    nearest = [torch.round(e * down) for e in elevated]
+    rem0 = [n * steps for n in nearest]
+    residual = [e - r for e, r in zip(elevated, rem0)]
+    # rank_i: how many coordinates have a larger residual (ties: the earlier one
+    # counts as larger, as in the reference's pairwise loop).
+    rank = [torch.zeros(features.shape[0], dtype=torch.int8, device=features.device)
+            for _ in range(steps)]
+    for i in range(dim):
+        for j in range(i + 1, steps):
+            smaller = residual[i] < residual[j]
+            rank[i] += smaller
+            rank[j] += ~smaller
+    # Rounding can leave the point off the zero-sum plane: shift the ranks and
+    # move the overflowing coordinates by d + 1.
+    excess = sum(nearest).to(torch.int8)
+    for i in range(steps):
+        shifted = rank[i] + excess
+        fix = ((shifted < 0).to(torch.int8) - (shifted > dim).to(torch.int8)) * steps
+        rank[i] = shifted + fix
+        rem0[i] = (rem0[i] + fix.to(dtype)).long()
+    # The weights are differences of the residuals in rank order.
+    share = torch.stack([(e - r.to(dtype)) * down for e, r in zip(elevated, rem0)], -1)
+    by_rank = torch.empty_like(share).scatter_(-1, torch.stack(rank, -1).long(), share)
+    by_rank = by_rank.flip(-1)  # column p holds the residual of rank d - p
+    bary = torch.empty_like(share)
+    bary[:, 1:] = by_rank[:, 1:] - by_rank[:, :-1]
+    bary[:, 0] = by_rank[:, 0] + (1 - by_rank[:, dim])
+    return rem0, rank, bary
+
+
+class ReferenceLattice:
+    """The permutohedral lattice of the released dense-CRF code, as index arrays.
+
+    Built once per image (or batch) from features of shape ``(B, N, d)``: every
+    point's ``d + 1`` enclosing vertices and barycentric weights, every vertex's
+    two neighbours along each of the ``d + 1`` blur axes, and the splat entries
+    grouped by vertex. The simplices, weights and blur neighbours are those of
+    Krähenbühl's ``Permutohedral::init`` (same float operations, same tie
+    rules); where the reference uses a hash table, vertices are found by sorting
+    integer codes of their coordinates.
+
+    Work is organised around simplices: points are grouped by their enclosing
+    simplex (one sort of ``B * N`` codes), and vertices are deduplicated per
+    remainder class (vertex ``k`` of every simplex has all coordinates ``= k``
+    modulo ``d + 1``, so the classes are disjoint) with one sort per class over
+    the distinct simplices only. The blur neighbours of a remainder-``k`` vertex
+    are in the classes ``k - 1`` and ``k + 1``.
+
+    Attributes:
+        num_vertices (int): ``M``.
+        order (Tensor): ``(B * N,)`` the points grouped by simplex.
+        vertex (Tensor): ``(B * N, d + 1)`` vertex ids of each point (spatial order).
+        bary (Tensor): ``(B * N, d + 1)`` barycentric weights.
+        neighbours (Tensor): ``(d + 1, M, 2)`` neighbour ids, ``-1`` where absent.
+        splat_crow, splat_columns: the splat matrix in CSR form, rows =
+            vertices (class by class), columns = positions in ``order``; the
+            entries of class ``k`` (``B * N`` of them) carry the points' weight
+            ``k``.
+
+    Args:
+        features (Tensor): ``(B, N, d)`` floating features (already divided by
+            the kernel's standard deviations).
+        names (str): What to blame when the features span too many lattice
+            cells for int64 codes.
+    """
+
+    def __init__(self, features: Tensor, names: str = 'the standard deviations') -> None:
+        batch, num, dim = features.shape
+        steps = dim + 1
+        device = features.device
+        total = batch * num
+        rem0, rank, bary = _enclosing_simplices(features.reshape(total, dim))
+        self.bary = bary
+
+        # Mixed-radix codes of the first d coordinates and the batch index; the
+        # range of each digit comes from the data, with room for the vertices
+        # (within d of rem0) and their neighbours (within 2d).
+        bounds = torch.stack([torch.stack([r.amin(), r.amax()]) for r in rem0[:dim]]).tolist()
+        strides, origin, span = [], [], 1
+        for low, high in bounds:
+            origin.append(low - 2 * dim)
+            strides.append(span)
+            span *= high - low + 4 * dim + 1
+        if span * batch >= 2**62:
+            raise ValueError(f'DenseCRF: {names} are too small for this image: its lattice '
+                             'coordinates do not fit 62-bit codes')
+        code0 = sum((r - o) * s for r, o, s in zip(rem0[:dim], origin, strides))
+        if batch > 1:
+            code0 = code0 + torch.arange(batch, device=device).repeat_interleave(num) * span
+
+        # Group the points by simplex: (remainder-0 vertex, rank permutation).
+        factorials = [math.factorial(dim - i) for i in range(steps)]
+        lehmer = torch.zeros_like(code0)
+        for i in range(dim):
+            for j in range(i + 1, steps):
+                lehmer += (rank[j] < rank[i]) * factorials[i]
+        if span * batch * math.factorial(steps) < 2**62:
+            order = torch.sort(code0 * math.factorial(steps) + lehmer)[1]
+        else:
+            order = torch.sort(lehmer, stable=True)[1]
+            order = order.index_select(0, torch.sort(code0.index_select(0, order),
+                                                     stable=True)[1])
+        grouped0 = code0.index_select(0, order)
+        grouped_lehmer = lehmer.index_select(0, order)
+        first = torch.ones(total, dtype=torch.bool, device=device)
+        first[1:] = (grouped0[1:] != grouped0[:-1]) | (grouped_lehmer[1:] != grouped_lehmer[:-1])
+        starts = first.nonzero().squeeze(1)
+        num_simplices = starts.numel()
+        counts = torch.diff(starts, append=starts.new_tensor([total]))
+        simplex_of_grouped = first.cumsum(0) - 1
+        simplex = torch.empty_like(simplex_of_grouped).index_copy_(0, order, simplex_of_grouped)
+        self.order = order
+
+        # Vertex k of a simplex: rem0 + k, minus d + 1 on the coordinates ranked
+        # above d - k; as a code, linear in the coordinates.
+        representative = order.index_select(0, starts)
+        simplex_rank = [r.index_select(0, representative) for r in rank[:dim]]
+        simplex_code0 = grouped0.index_select(0, starts)
+        diagonal = sum(strides)
+        keys, local, class_order = [], [], []
+        for k in range(steps):
+            code = simplex_code0 + k * diagonal
+            for i in range(dim):
+                code = code - (simplex_rank[i] > dim - k) * (steps * strides[i])
+            if k == 0:
+                sorted_code, by_code = code, None  # already sorted: simplices follow code0
+            else:
+                sorted_code, by_code = torch.sort(code, stable=True)
+            new = torch.ones(num_simplices, dtype=torch.bool, device=device)
+            new[1:] = sorted_code[1:] != sorted_code[:-1]
+            ids = new.cumsum(0) - 1
+            keys.append(sorted_code.masked_select(new))
+            local.append(ids if by_code is None else torch.empty_like(ids).index_copy_(
+                0, by_code, ids))
+            class_order.append((by_code, ids, new))
+        sizes = [key.numel() for key in keys]
+        base = [0]
+        for size in sizes:
+            base.append(base[-1] + size)
+        self.num_vertices = base[-1]
+        simplex_vertex = torch.stack([ids + b for ids, b in zip(local, base)], -1)
+        self.vertex = simplex_vertex.index_select(0, simplex)
+
+        # Splat entries grouped by vertex: per class, the simplices in code order,
+        # each expanded to its run of points (consecutive in ``order``).
+        crows, columns = [], []
+        arange = torch.arange(total, device=device)
+        for k, (by_code, ids, new) in enumerate(class_order):
+            if by_code is None:
+                runs, run_starts = counts, starts
+                position = arange
+            else:
+                runs, run_starts = counts.index_select(0, by_code), starts.index_select(0, by_code)
+                shift = run_starts - (torch.cumsum(runs, 0) - runs)
+                position = torch.repeat_interleave(shift, runs, output_size=total) + arange
+            per_vertex = torch.zeros(sizes[k], dtype=torch.long, device=device)
+            per_vertex.index_add_(0, ids, runs)
+            crow = torch.cumsum(per_vertex, 0) + k * total
+            crows.append(crow)
+            columns.append(position)
+        self.splat_crow = torch.cat([crows[0].new_zeros(1)] + crows)
+        self.splat_columns = torch.cat(columns)
+
+        # Blur neighbours along axis j: key - 1 + (d + 1) e_j (class k - 1) and
+        # key + 1 - (d + 1) e_j (class k + 1); axis d is the implicit coordinate.
+        neighbours = torch.full((steps, self.num_vertices, 2), -1, dtype=torch.long,
+                                device=device)
+        # Only the first is searched: v is u's first neighbour iff u is v's second.
+        for axis in range(steps):
+            shift = -diagonal + (steps * strides[axis] if axis < dim else 0)
+            for k in range(steps):
+                other = (k - 1) % steps
+                target = keys[k] + shift
+                found = torch.searchsorted(keys[other], target).clamp_(max=sizes[other] - 1)
+                hit = keys[other].index_select(0, found) == target
+                found = torch.where(hit, found + base[other], -1)
+                neighbours[axis, base[k]:base[k + 1], 0] = found
+                here = torch.arange(base[k], base[k + 1], device=device)
+                neighbours[axis, :, 1].index_put_((found.masked_select(hit), ),
+                                                  here.masked_select(hit))
+        self.neighbours = neighbours
+
+
+class _NormalisedKernels:
+    """``q -> sum_k w_k N_k(K_k q)`` for both kernels, as the released code computes it.
+
+    ``K_k`` is the lattice filter (splat, ``[1 2 1] / 2`` blur along every axis,
+    slice, times ``1 / (1 + 2^-d)``), self term included; ``N_k`` is the
+    kernel's normalisation with ``n_k = K_k 1``: ``'row'`` divides the message
+    by ``n_k`` (Krähenbühl's 2011 code inside DeepLab, pydensecrf's
+    ``NORMALIZE_AFTER``), ``'symmetric'`` filters ``n_k^-1/2 q`` and multiplies
+    by ``n_k^-1/2`` again (pydensecrf's default). Per kernel, one call is
+    ``d + 3`` sparse products: the splat, the blurs, and a slice whose entries
+    carry the weight, the normaliser and the lattice constant. Values are passed
+    in the first lattice's grouped point order (:attr:`order`), where its splat
+    reads consecutive points; the other lattice gathers its points from it.
+    Only ``C - 1`` channels need filtering: the marginals sum to one, so the
+    last channel's message is :attr:`constant` (the message of ones) minus the
+    others'.
+    """
+
+    def __init__(self, lattices: Sequence[ReferenceLattice], weights: Sequence[float],
+                 normalization: str, dtype: torch.dtype) -> None:
+        device = lattices[0].vertex.device
+        total = lattices[0].vertex.shape[0]
+        self.total = total
+        self.order = lattices[0].order
+        position = torch.empty_like(self.order).index_copy_(
+            0, self.order, torch.arange(total, device=device))
+        self.gathers = [None] + [position.index_select(0, l.order) for l in lattices[1:]]
+        self.blurs = [self._blur_matrices(lattice, dtype) for lattice in lattices]
+        self.splats = [self._splat_matrix(lattice, None) for lattice in lattices]
+        raw = [self._slice_matrix(lattice) for lattice in lattices]
+        ones = torch.ones(total, 1, dtype=dtype, device=device)
+        norms = [self._filter_one(i, ones, raw[i])[:, 0] for i in range(len(lattices))]
+        if normalization == 'symmetric':
+            post = [(n + 1e-20).rsqrt() for n in norms]
+            self.splats = [
+                self._splat_matrix(lattice, torch.empty_like(p).index_copy_(0, self.order, p))
+                for lattice, p in zip(lattices, post)
+            ]
+        else:
+            post = [(n + 1e-20).reciprocal() for n in norms]
+        self.slices = [
+            _csr(r.crow_indices(), r.col_indices(),
+                 r.values() * (p * w).repeat_interleave(l.bary.shape[1]), r.shape)
+            for r, p, w, l in zip(raw, post, weights, lattices)
+        ]
+        # Rows of the row-normalised kernels sum to one.
+        self.constant = (self(ones)[:, 0] if normalization == 'symmetric' else
+                         torch.full((total, ), float(sum(weights)), dtype=dtype, device=device))
+
+    @staticmethod
+    def _blur_matrices(lattice: ReferenceLattice, dtype: torch.dtype) -> List[Tensor]:
+        """Per axis ``v + (v[n1] + v[n2]) / 2``; row M stays zero and stands for absent ones."""
+        num = lattice.num_vertices
+        device = lattice.vertex.device
+        crow = torch.arange(0, 3 * num + 1, 3, device=device)
+        crow = torch.cat([crow, crow[-1:]])
+        values = torch.tensor([1.0, 0.5, 0.5], dtype=dtype, device=device).repeat(num)
+        rows = torch.arange(num, device=device)[:, None]
+        return [
+            _csr(crow, torch.cat([rows, torch.where(found >= 0, found, num)], 1).reshape(-1),
+                 values, (num + 1, num + 1)) for found in lattice.neighbours
+        ]
+
+    def _splat_matrix(self, lattice: ReferenceLattice, scale: Optional[Tensor]) -> Tensor:
+        # Weights in grouped order, one row per class: class k's entries read row k.
+        weights = lattice.bary.index_select(0, lattice.order)
+        if scale is not None:
+            weights = weights * scale.index_select(0, lattice.order)[:, None]
+        weights = weights.t().contiguous()
+        classes = lattice.splat_columns.view(weights.shape[0], -1)
+        values = torch.cat([w.index_select(0, c) for w, c in zip(weights, classes)])
+        crow = torch.cat([lattice.splat_crow, lattice.splat_crow[-1:]])  # + the zero row
+        return _csr(crow, lattice.splat_columns, values, (lattice.num_vertices + 1, self.total))
+
+    def _slice_matrix(self, lattice: ReferenceLattice) -> Tensor:
+        steps = lattice.bary.shape[1]
+        alpha = 1.0 / (1.0 + 2.0**-(steps - 1))
+        columns = lattice.vertex.index_select(0, self.order)
+        values = lattice.bary.index_select(0, self.order) * alpha
+        return _csr(torch.arange(0, steps * self.total + 1, steps, device=columns.device),
+                    columns.reshape(-1), values.reshape(-1),
+                    (self.total, lattice.num_vertices + 1))
+
+    def _filter_one(self, index: int, q: Tensor, slice_matrix: Tensor) -> Tensor:
+        gather = self.gathers[index]
+        values = self.splats[index] @ (q if gather is None else q.index_select(0, gather))
+        for blur in self.blurs[index]:
+            values = blur @ values
+        return slice_matrix @ values
+
+    def __call__(self, q: Tensor) -> Tensor:
+        """Weighted, normalised messages of ``(P, C')`` values, both in :attr:`order`."""
+        out = self._filter_one(0, q, self.slices[0])
+        for index in range(1, len(self.slices)):
+            out += self._filter_one(index, q, self.slices[index])
+        return out
+
+
 def _check_number(name: str, value, positive: bool) -> float:
     valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not valid or value < 0 or (positive and value == 0):
@@ -463,32 +781,41 @@ class DenseCRF(nn.Module):
     Refines per-pixel class scores with the image: pixels that are close and of
     similar colour are pushed towards the same label (appearance kernel), and
     nearby pixels too (smoothness kernel). See the module docstring for the
-    model, the two message-passing methods and the lattice's normalisation.
-    Has no parameters; build it from a config dict with ``DenseCRF(**cfg)``.
+    model, the message-passing methods and the normalisations. Has no
+    parameters; build it from a config dict with ``DenseCRF(**cfg)``.
+
+    Settings come from, in increasing priority: the defaults (DeepLab v2's
+    ResNet-101 VOC settings, row normalisation), the ``preset``, and the
+    arguments given explicitly (not None).
 
     Args:
-        num_iterations (int): Mean-field iterations. Defaults to 10.
-        appearance_weight (float): ``w_app``. Defaults to 4 (DeepLab, VOC).
-        appearance_xy_std (float): ``theta_alpha`` in pixels. Defaults to 67.
-        appearance_rgb_std (float): ``theta_beta`` in 0..255 colour levels.
-            Defaults to 3.
-        smoothness_weight (float): ``w_smooth``. Defaults to 3.
-        smoothness_xy_std (float): ``theta_gamma`` in pixels. Defaults to 3.
+        preset (str, optional): Settings of a released model, one of
+            :data:`PRESETS`: ``'deeplabv1_voc'`` (DeepLab-LargeFOV, VOC 2012)
+            or ``'deeplabv2_voc'`` (DeepLab v2 ResNet-101, VOC 2012).
+        num_iterations (int): Mean-field iterations. Default 10.
+        appearance_weight (float): ``w_app`` (prototxt ``bi_w``). Default 4.
+        appearance_xy_std (float): ``theta_alpha`` in pixels (``bi_xy_std``).
+            Default 67.
+        appearance_rgb_std (float): ``theta_beta`` in 0..255 colour levels
+            (``bi_rgb_std``). Default 3.
+        smoothness_weight (float): ``w_smooth`` (``pos_w``). Default 3.
+        smoothness_xy_std (float): ``theta_gamma`` in pixels (``pos_xy_std``).
+            Default 1.
         method (str): ``'permutohedral'`` (linear time; default) or ``'exact'``
             (dense kernel matrices, images of at most :data:`EXACT_MAX_PIXELS`
             pixels).
-        normalization (str): ``'symmetric'`` (default): each kernel is
-            normalised as ``D^-1/2 K D^-1/2`` with ``D = diag(K 1)`` and each
-            pixel's own term included, as in the released dense-CRF code that
-            DeepLab's weights were tuned with, so a message is a weighted
-            average of the neighbours' marginals (in [0, 1]). ``'none'``: the
-            raw kernel sums of the energy above (a message grows with the
-            number of similar pixels, thousands at theta_alpha = 67, so weights
-            must be far smaller).
+        normalization (str): How each kernel's message is normalised, with
+            ``n_i`` the kernel's sum over all pixels ``j`` (itself included):
+            ``'row'`` (default): divided by ``n_i``, a weighted average of the
+            marginals, as in the released DeepLab code (Krähenbühl's 2011
+            dense CRF; pydensecrf's ``NORMALIZE_AFTER``); ``'symmetric'``:
+            ``D^-1/2 K D^-1/2`` (pydensecrf's default ``NORMALIZE_SYMMETRIC``);
+            ``'none'``: the raw kernel sums of the energy (thousands at
+            theta_alpha = 67, so weights must be far smaller).
 
     Example:
         >>> import torch
-        >>> crf = DenseCRF(num_iterations=5)
+        >>> crf = DenseCRF(preset='deeplabv2_voc', num_iterations=5)
         >>> logits = torch.randn(2, 4, 30, 40)
         >>> images = torch.rand(2, 3, 30, 40) * 255
         >>> q = crf(logits, images)
@@ -497,36 +824,50 @@ class DenseCRF(nn.Module):
     """
 
     def __init__(self,
-                 num_iterations: int = 10,
-                 appearance_weight: float = 4.0,
-                 appearance_xy_std: float = 67.0,
-                 appearance_rgb_std: float = 3.0,
-                 smoothness_weight: float = 3.0,
-                 smoothness_xy_std: float = 3.0,
+                 preset: Optional[str] = None,
+                 num_iterations: Optional[int] = None,
+                 appearance_weight: Optional[float] = None,
+                 appearance_xy_std: Optional[float] = None,
+                 appearance_rgb_std: Optional[float] = None,
+                 smoothness_weight: Optional[float] = None,
+                 smoothness_xy_std: Optional[float] = None,
                  method: str = 'permutohedral',
-                 normalization: str = 'symmetric') -> None:
+                 normalization: Optional[str] = None) -> None:
         super().__init__()
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f'DenseCRF: preset must be one of {tuple(PRESETS)} or None, got '
+                             f'{preset!r}')
+        settings = dict(PRESETS[DEFAULT_PRESET])
+        if preset is not None:
+            settings.update(PRESETS[preset])
+        given = dict(num_iterations=num_iterations, appearance_weight=appearance_weight,
+                     appearance_xy_std=appearance_xy_std,
+                     appearance_rgb_std=appearance_rgb_std,
+                     smoothness_weight=smoothness_weight, smoothness_xy_std=smoothness_xy_std,
+                     normalization=normalization)
+        settings.update({key: value for key, value in given.items() if value is not None})
+        num_iterations = settings['num_iterations']
         if (not isinstance(num_iterations, int) or isinstance(num_iterations, bool)
                 or num_iterations < 0):
             raise ValueError(
                 f'DenseCRF: num_iterations must be a non-negative int, got {num_iterations!r}')
         if method not in METHODS:
             raise ValueError(f'DenseCRF: method must be one of {METHODS}, got {method!r}')
-        if normalization not in NORMALIZATIONS:
+        if settings['normalization'] not in NORMALIZATIONS:
             raise ValueError(f'DenseCRF: normalization must be one of {NORMALIZATIONS}, '
-                             f'got {normalization!r}')
-        self.normalization = normalization
+                             f"got {settings['normalization']!r}")
+        self.preset = preset
+        self.normalization = settings['normalization']
         self.num_iterations = num_iterations
-        self.appearance_weight = _check_number('appearance_weight', appearance_weight, False)
-        self.appearance_xy_std = _check_number('appearance_xy_std', appearance_xy_std, True)
-        self.appearance_rgb_std = _check_number('appearance_rgb_std', appearance_rgb_std, True)
-        self.smoothness_weight = _check_number('smoothness_weight', smoothness_weight, False)
-        self.smoothness_xy_std = _check_number('smoothness_xy_std', smoothness_xy_std, True)
+        for name in ('appearance_weight', 'smoothness_weight'):
+            setattr(self, name, _check_number(name, settings[name], False))
+        for name in ('appearance_xy_std', 'appearance_rgb_std', 'smoothness_xy_std'):
+            setattr(self, name, _check_number(name, settings[name], True))
         self.method = method
 
     def extra_repr(self) -> str:
-        return (f'num_iterations={self.num_iterations}, method={self.method!r}, '
-                f'normalization={self.normalization!r}, '
+        return (f'preset={self.preset!r}, num_iterations={self.num_iterations}, '
+                f'method={self.method!r}, normalization={self.normalization!r}, '
                 f'appearance=({self.appearance_weight}, xy {self.appearance_xy_std}, '
                 f'rgb {self.appearance_rgb_std}), smoothness=({self.smoothness_weight}, '
                 f'xy {self.smoothness_xy_std})')
@@ -573,7 +914,10 @@ class DenseCRF(nn.Module):
                  values: Tensor,
                  images: Tensor,
                  method: Optional[str] = None) -> Tuple[Tensor, Tensor]:
-        """Unweighted messages ``sum_{j != i} k(f_i, f_j) v_j`` of both kernels.
+        """Unweighted, unnormalised messages ``sum_{j != i} k(f_i, f_j) v_j`` of both kernels.
+
+        These are what ``normalization='none'`` passes (on the lattice: its
+        estimate of the exact sums, see the module docstring).
 
         Args:
             values (Tensor): ``(N, C, H, W)`` values to pass (e.g. marginals).
@@ -589,43 +933,68 @@ class DenseCRF(nn.Module):
         self._check_inputs(values, images, method, 'values')
         batch, channels, height, width = values.shape
         dtype = self._compute_dtype(values)
-        kernels = self._kernels(images, method, dtype, with_appearance=True)
-        q = values.to(dtype).permute(0, 2, 3, 1).reshape(-1, channels)
-        return tuple(
-            m.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
-            for m in kernels.messages(q))
+        with torch.autocast(values.device.type, enabled=False):
+            kernels = self._kernels(images, method, dtype, with_appearance=True)
+            q = values.to(dtype).permute(0, 2, 3, 1).reshape(-1, channels)
+            return tuple(
+                m.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
+                for m in kernels.messages(q))
 
-    def _symmetric_pairwise(self, kernels, q: Tensor):
-        """``q -> sum_k w_k D_k^-1/2 (K_k + I) D_k^-1/2 q``, ``D_k = diag((K_k + I) 1)``.
+    def _exact_normalised_pairwise(self, kernels, q: Tensor):
+        """``q -> sum_k w_k N_k((K_k + I) q)`` with dense kernels (``K_k`` has no diagonal).
 
-        The normalisers come from one pass of each kernel over ones, reused by
-        every iteration. ``K_k`` excludes each pixel itself; adding ``I``
-        restores the self term that the normalised reference keeps.
+        ``N_k`` divides by ``n = (K_k + I) 1`` (row) or filters ``n^-1/2 q`` and
+        multiplies by ``n^-1/2`` (symmetric); adding ``I`` restores the self term
+        that the released code keeps.
         """
         ones = q.new_ones(q.shape[0], 1)
         terms = [(kind, weight) for kind, weight in (
             ('appearance', self.appearance_weight), ('smoothness', self.smoothness_weight))
                  if weight > 0]
-        norms = {kind: (kernels.apply(kind, ones) + 1).rsqrt() for kind, _ in terms}
+        sums = {kind: kernels.apply(kind, ones) + 1 for kind, _ in terms}
+        symmetric = self.normalization == 'symmetric'
+        scales = {kind: s.rsqrt() if symmetric else s.reciprocal() for kind, s in sums.items()}
 
         def pairwise(q: Tensor) -> Tensor:
             out = torch.zeros_like(q)
             for kind, weight in terms:
-                scaled = q * norms[kind]
-                out.addcmul_(kernels.apply(kind, scaled).add_(scaled), norms[kind], value=weight)
+                scaled = q * scales[kind] if symmetric else q
+                out.addcmul_(kernels.apply(kind, scaled).add_(scaled), scales[kind], value=weight)
             return out
 
         return pairwise
 
+    def _reference_kernels(self, images: Tensor, dtype: torch.dtype) -> '_NormalisedKernels':
+        """The two normalised lattice kernels of the released code (weight-0 ones left out)."""
+        batch, _, height, width = images.shape
+        positions = _positions(height, width, batch, dtype, images.device)
+        lattices, weights = [], []
+        if self.appearance_weight > 0:
+            colours = images.to(dtype).permute(0, 2, 3, 1).reshape(batch, -1, 3)
+            colours = colours.clamp(-255.0, 510.0)
+            features = torch.cat([positions / self.appearance_xy_std,
+                                  colours / self.appearance_rgb_std], -1)
+            lattices.append(ReferenceLattice(features, 'appearance_xy_std and appearance_rgb_std'))
+            weights.append(self.appearance_weight)
+        if self.smoothness_weight > 0:
+            lattices.append(ReferenceLattice(positions / self.smoothness_xy_std,
+                                             'smoothness_xy_std'))
+            weights.append(self.smoothness_weight)
+        return _NormalisedKernels(lattices, weights, self.normalization, dtype)
+
     def forward(self, logits: Tensor, images: Tensor) -> Tensor:
         """Marginals ``Q`` of shape ``(N, C, H, W)`` (probabilities over ``C``).
 
+        Runs in float32 (float64 for float64 logits) with autocast disabled:
+        under ``torch.autocast`` the inputs are cast up and the lattice's sums
+        keep their precision.
+
         Args:
             logits (Tensor): ``(N, C, H, W)`` class scores at the image's size;
-                the unary is ``-log softmax(logits)``.
+                the unary is ``-log softmax(logits)`` (equivalently DeepLab's
+                ``-fc8``: the two differ by a per-pixel constant).
             images (Tensor): ``(N, 3, H, W)`` RGB images, 0..255 (not
-                normalised). The lattice clamps colours to ``[-255, 510]``
-                (narrower only when the standard deviations are tiny).
+                normalised); colours are clamped to ``[-255, 510]``.
 
         Returns:
             Tensor: float32 marginals (float64 for float64 logits); all ones
@@ -634,20 +1003,42 @@ class DenseCRF(nn.Module):
         self._check_inputs(logits, images, self.method)
         batch, channels, height, width = logits.shape
         dtype = self._compute_dtype(logits)
-        if channels == 1:
-            return torch.ones(logits.shape, dtype=dtype, device=logits.device)
-        # (B * H * W, C) rows: softmax over a contiguous axis, lattice rows
-        # without a transpose, and channels_last memory for the blur.
-        unary = F.log_softmax(logits.to(dtype).permute(0, 2, 3, 1).reshape(-1, channels), -1)
-        q = unary.exp()
-        weighted = self.appearance_weight > 0 or self.smoothness_weight > 0
-        if self.num_iterations > 0 and weighted:
+        with torch.autocast(logits.device.type, enabled=False):
+            if channels == 1:
+                return torch.ones(logits.shape, dtype=dtype, device=logits.device)
+            weighted = self.appearance_weight > 0 or self.smoothness_weight > 0
+            if self.num_iterations == 0 or not weighted:
+                return torch.softmax(logits.to(dtype), 1)
+            if self.method == 'permutohedral' and self.normalization != 'none':
+                return self._reference_mean_field(logits.to(dtype), images)
+            # (B * H * W, C) rows: lattice rows without a transpose, channels_last
+            # memory for the blur.
+            unary = F.log_softmax(logits.to(dtype).permute(0, 2, 3, 1).reshape(-1, channels), -1)
             kernels = self._kernels(images, self.method, dtype, self.appearance_weight > 0)
             if self.normalization == 'none':
-                for _ in range(self.num_iterations):
-                    q = torch.softmax(kernels.pairwise(q).add_(unary), -1)
+                pairwise = kernels.pairwise
             else:
-                pairwise = self._symmetric_pairwise(kernels, q)
-                for _ in range(self.num_iterations):
-                    q = torch.softmax(pairwise(q).add_(unary), -1)
-        return q.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
+                pairwise = self._exact_normalised_pairwise(kernels, unary)
+            q = unary.exp()
+            for _ in range(self.num_iterations):
+                q = torch.softmax(pairwise(q).add_(unary), -1)
+            return q.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
+
+    def _reference_mean_field(self, logits: Tensor, images: Tensor) -> Tensor:
+        batch, channels, height, width = logits.shape
+        kernels = self._reference_kernels(images, logits.dtype)
+        # (C, B * H * W) in the kernels' point order: the softmax over a leading
+        # axis is fast, and the first lattice's splat reads consecutive points.
+        order = kernels.order
+        unary = F.log_softmax(logits.permute(1, 0, 2, 3).reshape(channels, -1), 0)
+        unary = unary.index_select(1, order)
+        q = torch.softmax(unary, 0)
+        last = channels - 1
+        for _ in range(self.num_iterations):
+            # The marginals sum to one: the last class's message follows from the others'.
+            message = kernels(q[:last].t().contiguous())
+            update = torch.cat([unary[:last] + message.t(),
+                                (unary[last] + kernels.constant - message.sum(1))[None]])
+            q = torch.softmax(update, 0)
+        q = torch.empty_like(q).index_copy_(1, order, q)
+        return q.view(channels, batch, height, width).permute(1, 0, 2, 3).contiguous()

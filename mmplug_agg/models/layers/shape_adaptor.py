@@ -5,20 +5,26 @@ through one learnable scalar ``alpha``::
 
     sigma = sigmoid(alpha)
     s = (r2 - r1) * sigma + r1
-    out = (1 - sigma) * G(F1(x)) + sigma * G(F2(x))
+    out = (1 - sigma) * G(F1(x)) + sigma * G(F2(x))        (x2 in residual cells)
 
-where ``G`` resizes bilinearly to the size that ``s`` gives. The size itself is
-an integer, so it carries no gradient; ``alpha`` learns through the mixing
-weights, which tell it which branch (the smaller or the larger map) the loss
-prefers.
+where ``G`` resizes bilinearly (``align_corners=True``, as the official code)
+to the size that ``s`` gives. The size itself is an integer, so it carries no
+gradient; ``alpha`` learns through the mixing weights, which tell it which
+branch (the smaller or the larger map) the loss prefers.
+
+A hard memory cap rescales a chain of ``n`` adaptors by ``p = (limit / dim) ** (1 / n)``
+when its final size ``dim`` would exceed ``limit``: every factor becomes
+``p * s`` and every mixing weight ``p * sigma + r1 / (r2 - r1) * (p - 1)``
+(the weight that gives the factor ``p * s``), so the final map lands on the
+limit; ``scale`` carries ``p`` into :meth:`ShapeAdaptor.forward`.
 
 Integer sizes need ``s`` on the host. A standalone adaptor reads its own
 ``alpha`` when it is given no size (one device sync); the backbones plan the
-sizes of all their adaptors at once (:func:`plan_sizes`) from one batched,
-cached read of all alphas and pass each adaptor its size.
+sizes of all their adaptors at once (:func:`plan_chain`) from one batched,
+cached read of all alphas and pass each adaptor its size and scale.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +35,10 @@ from torch import Tensor, nn
 from mmplug_agg.registry import register_layer
 
 SIZE_RULES = ('local', 'global')
-BRANCHES = ('pool', 'conv')
+BRANCHES = ('pool', 'conv', 'external')
+# A chain step: ('adaptor', index) resizes by the adaptor's factor, ('stride', k)
+# is a fixed stride-k layer (a human-designed downsampling point, AutoSC).
+ChainStep = Tuple[str, int]
 
 
 def check_factors(r1: float, r2: float) -> None:
@@ -60,35 +69,57 @@ def alpha_from_factor(factor: float, r1: float, r2: float, who: str = 'factor') 
     return math.log(sigma / (1 - sigma))
 
 
-def plan_sizes(factors: Sequence[float],
+def cap_scale(final_side: float, limit_dim: Optional[int], num_adaptors: int) -> float:
+    """The hard cap's ``p``: 1 while ``final_side <= limit_dim``, else ``(limit/side)^(1/n)``."""
+    if limit_dim is None or num_adaptors == 0 or final_side <= limit_dim:
+        return 1.0
+    return (limit_dim / final_side)**(1 / num_adaptors)
+
+
+def plan_chain(factors: Sequence[float],
+               steps: Sequence[ChainStep],
                in_size: Tuple[int, int],
                size_rule: str = 'local',
-               who: str = 'ShapeAdaptor') -> Tuple[Tuple[int, int], ...]:
-    """Output size of each adaptor of a chain whose first one sees ``in_size``.
+               who: str = 'ShapeAdaptor') -> Tuple[List[Tuple[int, int]], Tuple[int, int]]:
+    """Sizes along a chain of adaptors and fixed strided layers.
 
-    ``'local'`` floors each adaptor's factor times its own input size;
-    ``'global'`` rounds ``in_size`` times the product of the factors so far,
-    so rounding errors do not pile up along the chain. Between adaptors the
-    maps must keep their size (stride-1 layers), as in the backbones.
+    ``steps`` lists the resizing points in forward order. ``'local'`` floors
+    each adaptor's factor times its own input size; ``'global'`` rounds
+    ``in_size`` times the product of every factor so far (fixed strides count
+    as ``1 / k``), so rounding errors do not pile up. A fixed stride-k layer
+    gives ``ceil(size / k)`` (a padded strided conv). Between the points maps
+    keep their size; no side goes below 1 px (the official clamp). Returns the output
+    size of every adaptor (by index) and the size after the last step.
     """
     check_size_rule(size_rule)
-    sizes = []
+    sizes: List[Optional[Tuple[int, int]]] = [None] * len(factors)
     height, width = in_size
     product = 1.0
-    for index, factor in enumerate(factors):
+    for kind, value in steps:
+        if kind == 'stride':
+            product /= value
+            height, width = math.ceil(height / value), math.ceil(width / value)
+            continue
+        factor = factors[value]
         product *= factor
         if size_rule == 'local':
             height, width = math.floor(height * factor), math.floor(width * factor)
         else:
             height, width = round(in_size[0] * product), round(in_size[1] * product)
-        if height < 1 or width < 1:
-            raise ValueError(
-                f'{who}: the input of size {tuple(in_size)} is too small for adaptor {index} '
-                f'(factors so far {[round(f, 4) for f in factors[:index + 1]]}, '
-                f'size_rule={size_rule!r}) to shrink: it would be {height}x{width} px. Feed a '
-                f'larger input or use fewer adaptors (num_adaptors)')
-        sizes.append((height, width))
-    return tuple(sizes)
+        # At least one pixel, as the official code: any input size runs.
+        height, width = max(height, 1), max(width, 1)
+        sizes[value] = (height, width)
+    return sizes, (height, width)
+
+
+def plan_sizes(factors: Sequence[float],
+               in_size: Tuple[int, int],
+               size_rule: str = 'local',
+               who: str = 'ShapeAdaptor') -> Tuple[Tuple[int, int], ...]:
+    """Output size of each adaptor of a chain (no fixed strides) whose first one sees
+    ``in_size``; see :func:`plan_chain`."""
+    steps = [('adaptor', k) for k in range(len(factors))]
+    return tuple(plan_chain(factors, steps, in_size, size_rule, who)[0])
 
 
 @register_layer
@@ -97,9 +128,11 @@ class ShapeAdaptor(BaseModule):
 
     The low branch ``F1`` shrinks by about ``r1`` (max-pooling, or a strided
     3x3 conv), the high branch ``F2`` keeps the map (identity, or a 3x3 conv);
-    both are bilinearly resized to the size the learned factor ``s`` gives
-    and mixed with weights ``1 - sigma`` and ``sigma``. Any input size works,
-    rectangular or odd: every branch lands on the exact target size.
+    with ``branch='external'`` the caller computes both (a residual cell's
+    strided shortcut and its stride-1 weight layers) and :meth:`mix` mixes
+    them. Both are bilinearly resized to the size the learned factor ``s``
+    gives and mixed with weights ``1 - sigma`` and ``sigma``. Any input size
+    works, rectangular or odd: every branch lands on the exact target size.
 
     Args:
         in_channels (int, optional): Input channels; needed by
@@ -109,17 +142,21 @@ class ShapeAdaptor(BaseModule):
         alpha_init (float): Initial ``alpha`` (0 gives ``s = (r1 + r2) / 2``).
             Ignored with ``frozen_factor``. Defaults to 0.
         size_rule (str): ``'local'`` (floor of ``s`` times the input size) or
-            ``'global'`` (see :func:`plan_sizes`; alone, the adaptor takes its
+            ``'global'`` (see :func:`plan_chain`; alone, the adaptor takes its
             input as the chain's input, so it rounds). Defaults to ``'local'``.
         branch (str): ``'pool'`` (max-pooling with kernel and stride
-            ``ceil(1 / r1)`` against identity; no parameters) or ``'conv'``
-            (strided 3x3 conv against a 3x3 conv). Defaults to ``'pool'``.
-        residual (bool): Scale the mixture by 2, the paper's variant for
-            adaptors that stand in for residual cells. Defaults to False.
-        frozen_factor (float, optional): A fixed factor in (0, 1] instead of a
-            learned one: no ``alpha``, no branches, just the resize (what
-            ``tools/misc/export_shape_adaptor.py`` writes). Defaults to None.
-        align_corners (bool): Of the bilinear resize. Defaults to False.
+            ``ceil(1 / r1)`` against identity; no parameters), ``'conv'``
+            (strided 3x3 conv against a 3x3 conv) or ``'external'`` (no
+            branches of its own; use :meth:`mix`). Defaults to ``'pool'``.
+        residual (bool): Scale the mixture by 2, the paper's form for adaptors
+            inside residual cells (no identity add). Defaults to False.
+        frozen_factor (float, optional): A fixed factor in (r1, r2) instead of a
+            learned one: no ``alpha``; the mix keeps the weight ``sigma`` of
+            that factor as a constant, so the frozen adaptor computes what the
+            learned one did (what ``tools/misc/export_shape_adaptor.py``
+            writes). Defaults to None.
+        align_corners (bool): Of the bilinear resize. Defaults to True (the
+            official code's).
         conv_cfg (dict, optional): Conv config of ``branch='conv'``.
         norm_cfg (dict, optional): Norm config of ``branch='conv'``.
             Defaults to BN.
@@ -148,7 +185,7 @@ class ShapeAdaptor(BaseModule):
                  branch: str = 'pool',
                  residual: bool = False,
                  frozen_factor: Optional[float] = None,
-                 align_corners: bool = False,
+                 align_corners: bool = True,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: Optional[dict] = dict(type='BN'),
                  act_cfg: Optional[dict] = dict(type='ReLU'),
@@ -165,21 +202,21 @@ class ShapeAdaptor(BaseModule):
         self.align_corners = align_corners
         self.frozen_factor = None
         if frozen_factor is not None:
-            if not isinstance(frozen_factor, (int, float)) or not 0 < frozen_factor <= 1:
-                raise ValueError(f'frozen_factor must be a resizing factor in (0, 1], got '
-                                 f'{frozen_factor!r}')
+            if not isinstance(frozen_factor, (int, float)) or not r1 < frozen_factor < r2:
+                raise ValueError(f'frozen_factor must be a factor strictly between r1={r1} and '
+                                 f'r2={r2}, got {frozen_factor!r}')
             self.frozen_factor = float(frozen_factor)
-            return
-        if not isinstance(alpha_init, (int, float)) or not math.isfinite(alpha_init):
-            raise ValueError(f'alpha_init must be a finite number, got {alpha_init!r}')
-        self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
+        else:
+            if not isinstance(alpha_init, (int, float)) or not math.isfinite(alpha_init):
+                raise ValueError(f'alpha_init must be a finite number, got {alpha_init!r}')
+            self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
         # A stride of ceil(1 / r1) shrinks at least as much as r1 asks, so the
         # two branches differ even for r1 close to 1.
         low_stride = max(2, math.ceil(1 / self.r1 - 1e-6))
         if branch == 'pool':
             self.low = nn.MaxPool2d(low_stride, low_stride, ceil_mode=True)
             self.high = nn.Identity()
-        else:
+        elif branch == 'conv':
             if not isinstance(in_channels, int) or in_channels < 1:
                 raise ValueError(f"branch='conv' needs in_channels (a positive int), got "
                                  f'{in_channels!r}')
@@ -192,9 +229,19 @@ class ShapeAdaptor(BaseModule):
     def learnable(self) -> bool:
         return self.frozen_factor is None
 
-    def sigma(self) -> Tensor:
-        """The mixing weight of the high branch (differentiable in ``alpha``)."""
-        return torch.sigmoid(self.alpha)
+    def sigma(self, scale: float = 1.0) -> Union[Tensor, float]:
+        """The mixing weight of the high branch (differentiable in ``alpha``).
+
+        ``scale`` is the memory cap's ``p``: the weight whose factor is ``p * s``.
+        A frozen adaptor's weight is a Python float (a constant, no device copy).
+        """
+        if self.learnable:
+            sigma = torch.sigmoid(self.alpha)
+        else:
+            sigma = (self.frozen_factor - self.r1) / (self.r2 - self.r1)
+        if scale == 1.0:
+            return sigma
+        return sigma * scale + self.r1 / (self.r2 - self.r1) * (scale - 1)
 
     def factor(self) -> float:
         """The current factor ``s`` on the host (reads ``alpha``: a device sync)."""
@@ -213,18 +260,30 @@ class ShapeAdaptor(BaseModule):
             return x
         return F.interpolate(x, size=size, mode='bilinear', align_corners=self.align_corners)
 
-    def forward(self, x: Tensor, out_size: Optional[Sequence[int]] = None) -> Tensor:
+    def mix(self, low: Tensor, high: Tensor, out_size: Sequence[int],
+            scale: float = 1.0) -> Tensor:
+        """``(1 - sigma) G(low) + sigma G(high)`` at ``out_size`` (x2 when ``residual``)."""
+        size = tuple(out_size)
+        sigma = self.sigma(scale)
+        if isinstance(sigma, Tensor):
+            sigma = sigma.to(high.dtype)
+        if self.residual:  # two of every term, as a residual sum of two paths
+            sigma = 2 * sigma
+            return (2 - sigma) * self._resize(low, size) + sigma * self._resize(high, size)
+        return (1 - sigma) * self._resize(low, size) + sigma * self._resize(high, size)
+
+    def forward(self, x: Tensor, out_size: Optional[Sequence[int]] = None,
+                scale: float = 1.0) -> Tensor:
         """Resize ``x`` (N, C, H, W); ``out_size`` skips the host read of ``alpha``."""
-        size = tuple(out_size) if out_size is not None else self.output_size(x.shape[-2:])
-        if not self.learnable:
-            return self._resize(x, size)
-        sigma = self.sigma().to(x.dtype)
-        out = (1 - sigma) * self._resize(self.low(x), size) + sigma * self._resize(
-            self.high(x), size)
-        return 2 * out if self.residual else out
+        if self.branch == 'external':
+            raise RuntimeError("ShapeAdaptor(branch='external') has no branches: call "
+                               'mix(low, high, out_size) with both')
+        if out_size is None:
+            out_size = self.output_size(x.shape[-2:], self.factor() * scale)
+        return self.mix(self.low(x), self.high(x), out_size, scale)
 
     def extra_repr(self) -> str:
-        if not self.learnable:
-            return f'frozen_factor={self.frozen_factor:.4f}, size_rule={self.size_rule!r}'
-        return (f'r1={self.r1}, r2={self.r2}, branch={self.branch!r}, '
+        head = (f'frozen_factor={self.frozen_factor:.4f}, '
+                if not self.learnable else '')
+        return (f'{head}r1={self.r1}, r2={self.r2}, branch={self.branch!r}, '
                 f'size_rule={self.size_rule!r}, residual={self.residual}')

@@ -14,7 +14,10 @@ from mmdet.models.necks import FPN
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from mmplug_agg.deployment.pooling import adaptive_avg_pool2d as export_adaptive_avg_pool2d
+from mmplug_agg.deployment.pooling import is_exporting, ratio_as_fraction, scaled_size
 from mmplug_agg.models.layers import PyramidFeatures
+from mmplug_agg.models.layers.channel_check import check_in_channels
 from mmplug_agg.registry import register_neck
 
 FUSIONS = ('sigmoid', 'softmax')
@@ -72,14 +75,23 @@ class ResidualFeatureAugmentation(BaseModule):
         height, width = top.shape[-2:]
         contexts = [
             F.interpolate(
-                conv(F.adaptive_avg_pool2d(top, (max(1, int(height * ratio)),
-                                                 max(1, int(width * ratio))))),
+                conv(self._pool(top, ratio)),
                 size=(height, width), mode='bilinear', align_corners=self.align_corners)
             for ratio, conv in zip(self.pool_ratios, self.context_convs)
         ]
         logits = self.fusion_weights(torch.cat(contexts, dim=1))
         weights = logits.sigmoid() if self.fusion == 'sigmoid' else logits.softmax(dim=1)
         return (torch.stack(contexts, dim=1) * weights.unsqueeze(2)).sum(dim=1)
+
+    @staticmethod
+    def _pool(top: Tensor, ratio: float) -> Tensor:
+        height, width = top.shape[-2:]
+        if is_exporting():
+            # ONNX has no adaptive pooling: the same bins, sized from the traced shape.
+            fraction = ratio_as_fraction(ratio)
+            return export_adaptive_avg_pool2d(
+                top, (scaled_size(height, fraction), scaled_size(width, fraction)))
+        return F.adaptive_avg_pool2d(top, (max(1, int(height * ratio)), max(1, int(width * ratio))))
 
 
 @register_neck
@@ -106,6 +118,10 @@ class AugFPN(FPN):
             Defaults to 'sigmoid'.
         with_rfa (bool): Build RFA; False gives FPN that hands out its laterals
             (the ablation without RFA). Defaults to True.
+        rfa_to_extra_levels (bool): With ``add_extra_convs``, add RFA's output,
+            globally average-pooled, to the first extra level right after its
+            conv (so the levels above carry it too), as the official RetinaNet and
+            FCOS neck. Defaults to True; no effect without RFA or extra convs.
         **kwargs: The rest of :class:`FPN`'s arguments (``start_level``,
             ``end_level``, ``add_extra_convs``, ``relu_before_extra_convs``,
             ``no_norm_on_lateral``, ``conv_cfg``, ``norm_cfg``, ``act_cfg``,
@@ -120,6 +136,9 @@ class AugFPN(FPN):
         [(1, 256, 200, 304), (1, 256, 100, 152), (1, 256, 50, 76), (1, 256, 25, 38), (1, 256, 13, 19)]
     """
 
+    # ConsistentSupervisionSingleStageDetector checks this at build time.
+    hands_out_laterals = True
+
     def __init__(self,
                  in_channels: List[int],
                  out_channels: int,
@@ -127,6 +146,7 @@ class AugFPN(FPN):
                  pool_ratios: Sequence[float] = (0.1, 0.2, 0.3),
                  rfa_fusion: str = 'sigmoid',
                  with_rfa: bool = True,
+                 rfa_to_extra_levels: bool = True,
                  **kwargs) -> None:
         validate_pyramid_args(in_channels, num_outs, kwargs.get('start_level', 0),
                               kwargs.get('end_level', -1))
@@ -134,30 +154,32 @@ class AugFPN(FPN):
         self.rfa = ResidualFeatureAugmentation(
             in_channels[self.backbone_end_level - 1], out_channels, pool_ratios,
             fusion=rfa_fusion, conv_cfg=kwargs.get('conv_cfg')) if with_rfa else None
+        self.rfa_to_extra_levels = rfa_to_extra_levels
 
     def forward(self, inputs: Tuple[Tensor]) -> tuple:
-        if len(inputs) != len(self.in_channels):
-            raise ValueError(f'{type(self).__name__} got {len(inputs)} inputs, but in_channels '
-                             f'names {len(self.in_channels)}')
+        check_in_channels(f'{type(self).__name__} (neck)', inputs, self.in_channels)
         laterals = [
             lateral_conv(inputs[i + self.start_level])
             for i, lateral_conv in enumerate(self.lateral_convs)
         ]
         raw_laterals = tuple(laterals)
+        rfa_out = None
         if self.rfa is not None:
-            laterals[-1] = laterals[-1] + self.rfa(inputs[self.backbone_end_level - 1])
+            rfa_out = self.rfa(inputs[self.backbone_end_level - 1])
+            laterals[-1] = laterals[-1] + rfa_out
 
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + F.interpolate(
                 laterals[i], size=laterals[i - 1].shape[-2:], **self.upsample_cfg)
         outs = [fpn_conv(lateral) for fpn_conv, lateral in zip(self.fpn_convs, laterals)]
-        outs += self._extra_levels(inputs, laterals, outs)
+        outs += self._extra_levels(inputs, laterals, outs, rfa_out)
 
         return PyramidFeatures(outs, raw_laterals) if self.training else tuple(outs)
 
     def _extra_levels(self, inputs: Tuple[Tensor], laterals: List[Tensor],
-                      outs: List[Tensor]) -> List[Tensor]:
-        """Levels above the backbone's, made as mmdet's FPN makes them."""
+                      outs: List[Tensor], rfa_out: Optional[Tensor] = None) -> List[Tensor]:
+        """Levels above the backbone's, made as mmdet's FPN makes them (plus RFA's global
+        context on the first extra conv level when ``rfa_to_extra_levels``)."""
         num_extra = self.num_outs - len(outs)
         if num_extra <= 0:
             return []
@@ -173,6 +195,8 @@ class AugFPN(FPN):
         }[self.add_extra_convs]
         extra_convs = self.fpn_convs[len(outs):]
         extras = [extra_convs[0](source)]
+        if rfa_out is not None and self.rfa_to_extra_levels:
+            extras[0] = extras[0] + F.adaptive_avg_pool2d(rfa_out, 1)
         for conv in extra_convs[1:]:
             extras.append(conv(F.relu(extras[-1]) if self.relu_before_extra_convs else extras[-1]))
         return extras

@@ -19,9 +19,11 @@ from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule, build_activation_
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from mmplug_agg.models.layers.channel_check import check_in_channels
 from mmplug_agg.registry import register_neck
 
 FUSION_MODES = ('fastattn', 'attn', 'sum')
+POOL_PADDINGS = ('symmetric', 'same')
 
 # A node of a cell: (pyramid level it produces, ids of the nodes it fuses).
 Node = Tuple[int, Tuple[int, ...]]
@@ -100,16 +102,43 @@ def _fit(x: Tensor, size: Sequence[int]) -> Tensor:
     return x
 
 
-def downsample(x: Tensor, size: Sequence[int], steps: int = 1) -> Tensor:
+def max_pool_down(x: Tensor, same: bool = False) -> Tensor:
+    """Max-pool 3x3 with stride 2 to ``ceil(n / 2)`` pixels a side.
+
+    The padding is one pixel on every side, or with ``same`` TensorFlow's ``SAME``
+    padding: an even side gets its one pixel at the bottom/right only, which the
+    TensorFlow checkpoints (effdet's ``tf_efficientdet_*``) were trained with.
+    """
+    if not same:
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+    pads = []
+    for n in reversed(x.shape[-2:]):  # F.pad takes the last dimension first
+        total = max((-(-n // 2) - 1) * 2 + 3 - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.max_pool2d(F.pad(x, pads, value=float('-inf')), kernel_size=3, stride=2)
+
+
+class MaxPoolDown(nn.Module):
+    """:func:`max_pool_down` as a module (the extra pyramid levels)."""
+
+    def __init__(self, same: bool = False) -> None:
+        super().__init__()
+        self.same = same
+
+    def forward(self, x: Tensor) -> Tensor:
+        return max_pool_down(x, self.same)
+
+
+def downsample(x: Tensor, size: Sequence[int], steps: int = 1, same: bool = False) -> Tensor:
     """Max-pool 3x3 with stride 2, ``steps`` times, to exactly ``size``.
 
-    Each pool pads one pixel on every side, so an ``n``-pixel side becomes
-    ``ceil(n / 2)``: the size a stride-2 backbone stage gives. If the neighbour
-    level is sized differently (a backbone that floors), the last bottom row or
-    right column is cropped, or repeated when one is missing.
+    Each pool (:func:`max_pool_down`) makes an ``n``-pixel side ``ceil(n / 2)``:
+    the size a stride-2 backbone stage gives. If the neighbour level is sized
+    differently (a backbone that floors), the last bottom row or right column is
+    cropped, or repeated when one is missing.
     """
     for _ in range(steps):
-        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        x = max_pool_down(x, same)
     return _fit(x, size)
 
 
@@ -140,6 +169,7 @@ class BiFPNNode(nn.Module):
         fusion_eps: Added to the weight sum in ``'fastattn'``.
         separable_conv: Depthwise-separable 3x3 conv if True, else a full 3x3.
         pre_act: Activation between fusion and conv if True, else after the norm.
+        pool_padding: ``'symmetric'`` or ``'same'``, as in :class:`BiFPN`.
         conv_cfg, norm_cfg, act_cfg: As in :class:`BiFPN`.
     """
 
@@ -154,9 +184,11 @@ class BiFPNNode(nn.Module):
                  pre_act: bool = True,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: Optional[dict] = None,
-                 act_cfg: Optional[dict] = None) -> None:
+                 act_cfg: Optional[dict] = None,
+                 pool_padding: str = 'symmetric') -> None:
         super().__init__()
         self.level = level
+        self.same_pool = pool_padding == 'same'
         self.fusion_mode = fusion_mode
         self.fusion_eps = fusion_eps
         # Registered first so that state-dict order matches effdet's FpnCombine.
@@ -212,7 +244,7 @@ class BiFPNNode(nn.Module):
             if key is not None:
                 x = self.laterals[key](x)
             if gap > 0:
-                x = downsample(x, size, gap)
+                x = downsample(x, size, gap, self.same_pool)
             elif gap < 0:
                 x = upsample(x, size)
             resampled.append(x)
@@ -293,6 +325,11 @@ class BiFPN(BaseModule):
             momentum 0.01, EfficientDet's settings.
         act_cfg: Activation config. Defaults to ``dict(type='SiLU')`` (Swish;
             ``dict(type='Swish')`` computes the same, more slowly).
+        pool_padding: Padding of the stride-2 max-pools: ``'symmetric'`` (one
+            pixel on every side, effdet's ``efficientdet_d*``) or ``'same'``
+            (TensorFlow's ``SAME``: on even sides the pixel goes to the bottom/right
+            only; the TensorFlow checkpoints, effdet's ``tf_efficientdet_d*``).
+            Defaults to ``'symmetric'``.
         init_cfg: Initialisation config. Defaults to Xavier-uniform convs, as
             mmdet's FPN.
 
@@ -319,6 +356,7 @@ class BiFPN(BaseModule):
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: Optional[dict] = dict(type='BN', eps=1e-3, momentum=0.01),
                  act_cfg: Optional[dict] = dict(type='SiLU'),
+                 pool_padding: str = 'symmetric',
                  init_cfg: Optional[dict] = dict(type='Xavier', layer='Conv2d',
                                                  distribution='uniform')) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -350,6 +388,9 @@ class BiFPN(BaseModule):
             raise ValueError(f'num_outs={num_outs}: a BiFPN needs at least 2 levels')
         if fusion_mode not in FUSION_MODES:
             raise ValueError(f'unknown fusion_mode={fusion_mode!r}; choose one of {FUSION_MODES}')
+        if pool_padding not in POOL_PADDINGS:
+            raise ValueError(f'unknown pool_padding={pool_padding!r}; choose one of '
+                             f'{POOL_PADDINGS}')
         if not isinstance(num_repeats, int) or num_repeats < 1:
             raise ValueError(f'num_repeats must be a positive int, got {num_repeats!r}')
 
@@ -370,14 +411,14 @@ class BiFPN(BaseModule):
                 layers.append(ConvModule(channels, out_channels, 1, conv_cfg=conv_cfg,
                                          norm_cfg=norm_cfg, act_cfg=None))
                 channels = out_channels
-            layers.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+            layers.append(MaxPoolDown(same=pool_padding == 'same'))
             self.extra_levels.append(nn.Sequential(*layers))
 
         self.topology = bifpn_topology(num_outs, skip_edges)
         level_channels = in_channels[start_level:end] + [channels] * (num_outs - used)
         node_kwargs = dict(fusion_mode=fusion_mode, fusion_eps=fusion_eps,
                            separable_conv=separable_conv, pre_act=pre_act, conv_cfg=conv_cfg,
-                           norm_cfg=norm_cfg, act_cfg=act_cfg)
+                           norm_cfg=norm_cfg, act_cfg=act_cfg, pool_padding=pool_padding)
         self.cells = nn.ModuleList()
         for _ in range(num_repeats):
             self.cells.append(BiFPNCell(self.topology, level_channels, out_channels,
@@ -385,13 +426,7 @@ class BiFPN(BaseModule):
             level_channels = [out_channels] * num_outs
 
     def _check_inputs(self, inputs: Sequence[Tensor]) -> None:
-        if len(inputs) != len(self.in_channels):
-            raise ValueError(f'BiFPN got {len(inputs)} input maps but in_channels lists '
-                             f'{len(self.in_channels)} ({self.in_channels})')
-        got = [int(x.shape[1]) for x in inputs]
-        if got != self.in_channels:
-            raise ValueError(f'BiFPN inputs have {got} channels but in_channels is '
-                             f'{self.in_channels}')
+        check_in_channels('BiFPN (neck)', inputs, self.in_channels)
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         """Pyramid of ``num_outs`` maps, finest first, each ``out_channels`` wide."""

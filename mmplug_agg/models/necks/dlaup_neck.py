@@ -16,6 +16,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmplug_agg.models.layers.ida_up import DLAUp, IDAUp
+from mmplug_agg.models.layers.channel_check import check_in_channels
 from mmplug_agg.registry import register_neck
 
 OUT_MODES = ('single', 'pyramid')
@@ -139,6 +140,7 @@ class DLAUpNeck(BaseModule):
 
     def forward(self, inputs: Sequence[Tensor]) -> Tuple[Tensor, ...]:
         """``(map,)`` in ``'single'`` mode, else ``num_outs`` levels, finest first."""
+        check_in_channels('DLAUpNeck (neck)', inputs, self.in_channels)
         outs = self.dla_up(inputs)
         if self.out_mode == 'single':
             x, _ = self.ida_up(outs[:-1])

@@ -28,6 +28,10 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from mmplug_agg.deployment.pooling import adaptive_avg_pool2d as export_adaptive_avg_pool2d
+from mmplug_agg.deployment.pooling import adaptive_max_pool2d as export_adaptive_max_pool2d
+from mmplug_agg.deployment.pooling import is_exporting
+from mmplug_agg.models.layers.channel_check import check_in_channels
 from mmplug_agg.registry import register_neck
 
 POOLING_TYPES = ('AVG', 'MAX')
@@ -213,6 +217,12 @@ class HRNetV2pNeck(BaseModule):
         if level == 0:
             return x
         factor = 2**level
+        if is_exporting():
+            # Divisibility is a property of one traced size: the graph takes the adaptive
+            # bins (equal to strided pooling where the size divides) at any size.
+            if self.pooling_type == 'AVG':
+                return export_adaptive_avg_pool2d(x, size)
+            return export_adaptive_max_pool2d(x, size, max_bin=factor + 1)
         if x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0:
             # Divisible: plain strided pooling gives the size exactly.
             pool = F.avg_pool2d if self.pooling_type == 'AVG' else F.max_pool2d
@@ -231,6 +241,7 @@ class HRNetV2pNeck(BaseModule):
             count = len(inputs) if isinstance(inputs, (list, tuple)) else type(inputs).__name__
             raise ValueError(f'{name}: in_channels={self.in_channels} lists {self.num_ins} '
                              f'branches but the backbone gave {count} inputs')
+        check_in_channels(f'{name} (neck)', inputs, self.in_channels)
         check_branches(inputs, self.in_channels, name)
         reduced = self._maybe_checkpoint(self._reduce, *inputs)
         sizes = pyramid_sizes(reduced.shape[-2], reduced.shape[-1], self.num_outs)

@@ -2,13 +2,16 @@
 
 ``CRFEncoderDecoder`` and ``CRFCascadeEncoderDecoder`` are mmseg's segmentors with
 one more argument, ``crf``: at prediction time (validation, test, inference) the
-class scores of the whole image go through mean-field inference of a dense CRF
-whose appearance kernel reads the input image, before mmseg's usual cropping,
-resizing and argmax. Training is unchanged, and the parameter names are mmseg's, so
-a checkpoint of the plain segmentor loads as it is. Switching a config over is one
-line::
+class scores of each image go through mean-field inference of a dense CRF whose
+appearance kernel reads the input image, before mmseg's usual cropping, resizing
+and argmax. As in DeepLab's Caffe ``DenseCRF`` layer, the CRF sees only the image
+itself, not the padding the preprocessor added (the scores there are passed on
+unchanged, and mmseg crops them). Training is unchanged, and the parameter names
+are mmseg's, so a checkpoint of the plain segmentor loads as it is. Switching a
+config over is one line; a preset selects the settings of a released DeepLab model
+and explicit keys override it::
 
-    model = dict(type='CRFEncoderDecoder', crf=dict(num_iterations=10))
+    model = dict(type='CRFEncoderDecoder', crf=dict(preset='deeplabv2_voc'))
 """
 from typing import List, Optional
 
@@ -47,11 +50,32 @@ class DenseCRFMixin:
         if self.crf is None:
             return seg_logits
         images = self.images_from_inputs(inputs)
-        if images.shape[-2:] != seg_logits.shape[-2:]:
-            images = F.interpolate(images, size=seg_logits.shape[-2:], mode='bilinear',
+        height, width = seg_logits.shape[-2:]
+        if images.shape[-2:] != (height, width):
+            images = F.interpolate(images, size=(height, width), mode='bilinear',
                                    align_corners=False)
-        marginals = self.crf(seg_logits.float(), images.float())
-        return marginals.clamp_min(torch.finfo(marginals.dtype).tiny).log().to(seg_logits.dtype)
+        # The image area of each input: (left, right, top, bottom) of the
+        # preprocessor's padding (mmseg's keys at test and at training time), at
+        # the scores' size when they match the input.
+        areas = []
+        for meta in batch_img_metas:
+            padding = meta.get('img_padding_size', meta.get('padding_size', None))
+            left, right, top, bottom = padding or (0, 0, 0, 0)
+            if tuple(inputs.shape[-2:]) != (height, width):
+                left = right = top = bottom = 0
+            areas.append((top, height - bottom, left, width - right))
+        out = seg_logits.float().log_softmax(1)
+        groups = {}
+        for index, area in enumerate(areas):
+            groups.setdefault(area, []).append(index)
+        for (y0, y1, x0, x1), indices in groups.items():
+            # Images of one padded size go through the CRF together.
+            pick = torch.tensor(indices, device=seg_logits.device)
+            marginals = self.crf(seg_logits.index_select(0, pick)[..., y0:y1, x0:x1].float(),
+                                 images.index_select(0, pick)[..., y0:y1, x0:x1].float())
+            out[pick, :, y0:y1, x0:x1] = marginals.clamp_min(
+                torch.finfo(marginals.dtype).tiny).log()
+        return out.to(seg_logits.dtype)
 
 
 @register_seg_module
@@ -59,10 +83,12 @@ class CRFEncoderDecoder(DenseCRFMixin, EncoderDecoder):
     """mmseg's ``EncoderDecoder`` with dense-CRF post-processing.
 
     Args:
-        crf (dict, optional): Arguments of :class:`DenseCRF` (``num_iterations``,
+        crf (dict, optional): Arguments of :class:`DenseCRF`: ``preset``
+            (``'deeplabv1_voc'``, ``'deeplabv2_voc'``), ``num_iterations``,
             ``appearance_weight``, ``appearance_xy_std``, ``appearance_rgb_std``,
-            ``smoothness_weight``, ``smoothness_xy_std``, ``method``). None turns
-            the CRF off.
+            ``smoothness_weight``, ``smoothness_xy_std``, ``normalization``
+            (``'row'``, DeepLab's, by default), ``method``; explicit keys override
+            the preset. None turns the CRF off.
         **kwargs: Arguments of ``EncoderDecoder``.
     """
 

@@ -5,9 +5,11 @@ Output layout: both effdet and mmdet's AnchorHead read a level's map as
 same weights the raw maps are equal channel for channel. What differs is the meaning of
 the channels: mmdet's anchors at a location are ratio-major (ratios 0.5, 1, 2; octave
 scales inner) with deltas (dx, dy, dw, dh), effdet's are octave-major (aspects 1:1,
-1.4:0.7, 0.7:1.4 inner) with deltas (dy, dx, dh, dw). ``test_effdet_weights_load_reordered``
-derives that permutation from the two anchor generators and checks an effdet checkpoint
-loaded with its prediction rows reordered gives mmdet-ordered outputs.
+1.4:0.7, 0.7:1.4 inner) with deltas (dy, dx, dh, dw). The converter
+(``mmplug_agg.utils.effdet_conversion``) derives that permutation;
+``test_effdet_weights_load_reordered`` checks that its anchors then are effdet's exactly and
+that effdet's prediction rows, reordered by it, give mmdet-ordered outputs. The whole
+detector's conversion is tested end to end in ``tests/tools/test_effdet_converter.py``.
 """
 import re
 
@@ -21,6 +23,7 @@ from mmdet.registry import MODELS
 from mmplug_agg.models.dense_heads import EfficientDetSepBNHead
 from mmplug_agg.testing import make_det_batch
 from mmplug_agg.testing.cli import CONFIG_DIR
+from mmplug_agg.utils.effdet_conversion import anchor_permutation, reorder_prediction_rows
 
 effdet = pytest.importorskip('effdet')
 from effdet.anchors import Anchors  # noqa: E402
@@ -132,47 +135,44 @@ def test_outputs_equal_effdet_heads():
         assert (bbox_preds[level] - ref_box[level]).abs().max() < 1e-5
 
 
-def anchor_permutation(head: EfficientDetSepBNHead) -> torch.Tensor:
-    """``perm[m]`` = effdet's index of mmdet's anchor ``m`` at a location of the finest level."""
-    ours = head.prior_generator.single_level_grid_priors((1, 1), 0, device='cpu')
+def converter_permutation(head: EfficientDetSepBNHead) -> torch.Tensor:
+    """The converter's ``perm[m]`` (effdet's index of our anchor ``m``), checked on anchors."""
+    generator = head.prior_generator
+    perm = torch.tensor(anchor_permutation(generator.aspects, generator.scales_per_octave))
+    ours = generator.single_level_grid_priors((1, 1), 0, device='cpu')
     config = effdet.get_efficientdet_config('efficientdet_d0')
     theirs = Anchors.from_config(config).boxes[:9][:, [1, 0, 3, 2]]  # yxyx -> xyxy
-    # effdet rounds sqrt(2) to 1.4, so the ratio anchors agree to about 1%.
-    rel_diff = (ours[:, None] - theirs[None]).abs().amax(-1) / ours[:, 2:].amax(-1, keepdim=True)
-    perm = rel_diff.argmin(1)
-    assert sorted(perm.tolist()) == list(range(9))
-    assert rel_diff.gather(1, perm[:, None]).max() < 0.02
+    torch.testing.assert_close(ours, theirs[perm].float(), rtol=0, atol=1e-4)
     return perm
 
 
-def reorder_rows(tensor: torch.Tensor, perm: torch.Tensor, per_anchor: list) -> torch.Tensor:
-    """Reorder dim 1 (anchor-major channels) into mmdet's anchors and per-anchor outputs."""
-    shape = tensor.shape
-    split = tensor.reshape(shape[0], len(perm), len(per_anchor), *shape[2:])
-    return split[:, perm][:, :, per_anchor].reshape(shape)
+def reorder_maps(maps: torch.Tensor, perm: torch.Tensor, per_anchor: list,
+                 source_per_anchor: int) -> torch.Tensor:
+    """Output maps (N, A * C, H, W) in the converter's row order."""
+    return reorder_prediction_rows(maps.transpose(0, 1), perm.tolist(), per_anchor,
+                                   source_per_anchor).transpose(0, 1)
 
 
 def test_effdet_weights_load_reordered():
     class_net, box_net = effdet_nets(seed=2)
     head = build_head()
-    perm = anchor_permutation(head)
+    perm = converter_permutation(head)
     assert perm.tolist() == [1, 4, 7, 0, 3, 6, 2, 5, 8]
     classes, yx_to_xy = list(range(NUM_CLASSES)), [1, 0, 3, 2]
     copy_effdet_into(head, class_net, box_net)
     with torch.no_grad():
-        for pred, per_anchor in ((head.cls_pred, classes), (head.reg_pred, yx_to_xy)):
-            weight = pred.pointwise.weight
-            weight.copy_(reorder_rows(weight.transpose(0, 1), perm, per_anchor).transpose(0, 1))
-            bias = pred.pointwise.bias
-            bias.copy_(reorder_rows(bias[None], perm, per_anchor)[0])
+        for pred, per_anchor, size in ((head.cls_pred, classes, NUM_CLASSES),
+                                       (head.reg_pred, yx_to_xy, 4)):
+            for param in (pred.pointwise.weight, pred.pointwise.bias):
+                param.copy_(reorder_prediction_rows(param, perm.tolist(), per_anchor, size))
     head.eval(), class_net.eval(), box_net.eval()
     feats = level_features(seed=3)
     with torch.no_grad():
         cls_scores, bbox_preds = head(feats)
         ref_cls, ref_box = class_net(feats), box_net(feats)
     for level in range(len(SIZES)):
-        expected_cls = reorder_rows(ref_cls[level], perm, classes)
-        expected_box = reorder_rows(ref_box[level], perm, yx_to_xy)
+        expected_cls = reorder_maps(ref_cls[level], perm, classes, NUM_CLASSES)
+        expected_box = reorder_maps(ref_box[level], perm, yx_to_xy, 4)
         assert (cls_scores[level] - expected_cls).abs().max() < 1e-5
         assert (bbox_preds[level] - expected_box).abs().max() < 1e-5
 
@@ -264,3 +264,32 @@ def test_wrong_number_of_levels_is_reported():
     head = build_head()
     with pytest.raises(ValueError, match='num_ins is 5'):
         head(level_features()[:4])
+
+
+def test_anchor_generator_arguments_are_checked():
+    from mmplug_agg.models.dense_heads.efficientdet_head import EfficientDetAnchorGenerator
+    with pytest.raises(ValueError, match='aspects'):
+        EfficientDetAnchorGenerator(ratios=[1.0], strides=[8], octave_base_scale=4,
+                                    scales_per_octave=3)
+    with pytest.raises(ValueError, match='aspects'):
+        EfficientDetAnchorGenerator(aspects=[(1.0, -1.0)], strides=[8], octave_base_scale=4,
+                                    scales_per_octave=3)
+
+
+def test_nms_pre_all_levels_picks_the_best_pairs_over_all_levels():
+    head = build_head()
+    head.eval()
+    feats = level_features(seed=4)[:]
+    with torch.no_grad():
+        cls_scores, bbox_preds = head([f[:1] for f in feats])
+    metas = [dict(img_shape=(256, 256), scale_factor=(1.0, 1.0))]
+    cfg = ConfigDict(nms_pre=50, score_thr=0.0, min_bbox_size=-1, max_per_img=1000,
+                     nms=dict(type='nms', iou_threshold=1.0))
+    per_level = head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas, cfg=cfg)[0]
+    cfg.nms_pre_all_levels = True
+    overall = head.predict_by_feat(cls_scores, bbox_preds, batch_img_metas=metas, cfg=cfg)[0]
+    # 50 per level (5 levels) against the 50 best of all levels together.
+    assert len(per_level) == 250 and len(overall) == 50
+    best = torch.cat([s[0].permute(1, 2, 0).reshape(-1) for s in cls_scores]).sigmoid()
+    torch.testing.assert_close(overall.scores.sort(descending=True).values,
+                               best.topk(50).values)

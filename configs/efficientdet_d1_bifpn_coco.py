@@ -1,0 +1,37 @@
+# EfficientDet-D1 (paper COCO val AP 40.2, not measured by us): the D0 recipe of
+# efficientdet_d0_bifpn_coco.py scaled up: EfficientNet-B1 backbone (drop-path 0.2, automl's
+# default for every backbone but B0), 88-channel BiFPN with 4 cells, 3 head convs, 640 px images.
+# Same difference from the paper as D0 (mmpretrain's port of the ImageNet checkpoint).
+_base_ = './efficientdet_d0_bifpn_coco.py'
+
+image_size = 640
+checkpoint = ('https://download.openmmlab.com/mmclassification/v0/efficientnet/'
+              'efficientnet-b1_3rdparty_8xb32-aa_in1k_20220119-619d8ae3.pth')
+
+model = dict(
+    data_preprocessor=dict(
+        pad_size_divisor=image_size,
+        batch_augments=[dict(type='BatchFixedSizePad', size=(image_size, image_size))]),
+    backbone=dict(arch='b1', drop_path_rate=0.2, init_cfg=dict(checkpoint=checkpoint)),
+    neck=dict(in_channels=[40, 112, 320], out_channels=88, num_repeats=4),
+    bbox_head=dict(in_channels=88, feat_channels=88, stacked_convs=3))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomResize', scale=(image_size, image_size), ratio_range=(0.1, 2.0),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=(image_size, image_size)),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(type='Resize', scale=(image_size, image_size), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader

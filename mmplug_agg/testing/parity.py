@@ -1,0 +1,199 @@
+"""Helpers for converter parity tests: random weights that exercise every path, comparisons.
+
+A freshly initialised model hides mapping mistakes: BN layers are identities, many
+biases and the zero-initialised layers (RFP's feedback convs and gate, DCN offsets) are
+zero, so swapping two of them changes nothing. :func:`randomize_` gives every BN random
+affine parameters and statistics, every bias and every zero-initialised weight random
+values, weight-standardised convs (ConvAWS) random gain and offset buffers, and linear
+layers unit gain (so classification scores are spread out and the order of detections is
+not decided by rounding).
+"""
+import contextlib
+import importlib.util
+import sys
+from types import ModuleType
+from typing import Any, Iterable, Iterator, List, Sequence
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+@torch.no_grad()
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Randomise BN statistics, biases and all-zero weights of ``model`` in place."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    for module in model.modules():
+        if isinstance(module, (_BatchNorm, nn.GroupNorm)):
+            n = module.num_features if isinstance(module, _BatchNorm) else module.num_channels
+            if module.weight is not None:
+                module.weight.copy_(rand(n) * 0.5 + 0.25)
+                module.bias.copy_(randn(n) * 0.1)
+            if isinstance(module, _BatchNorm) and module.running_mean is not None:
+                module.running_mean.copy_(randn(n) * 0.1)
+                module.running_var.copy_(rand(n) * 0.5 + 0.75)
+            continue
+        if isinstance(getattr(module, 'weight_gamma', None), torch.Tensor):
+            # Weight-standardised convs (ConvAWS, SAC) keep the scale of their weights in
+            # these buffers, which a checkpoint holds; unit gamma would blow activations up.
+            flat = module.weight.flatten(1)
+            scale = rand(len(flat)) * 0.5 + 0.75
+            module.weight_gamma.copy_((flat.std(dim=1) * scale).view_as(module.weight_gamma))
+            module.weight_beta.copy_((flat.mean(dim=1) + randn(len(flat)) * 1e-3)
+                                     .view_as(module.weight_beta))
+        if isinstance(module, nn.Linear):
+            module.weight.copy_(randn(*module.weight.shape) / module.in_features**0.5)
+
+        for name, param in module.named_parameters(recurse=False):
+            if param.dim() >= 2 and not param.any():
+                fan_in = param[0].numel()
+                param.copy_(randn(*param.shape) / fan_in**0.5)
+            elif name == 'bias' or (param.dim() < 2 and not param.any()):
+                param.copy_(randn(*param.shape) * 0.1)
+    return model
+
+
+@torch.no_grad()
+def calibrate_bn_(model: nn.Module, run, seed: int = 0) -> nn.Module:
+    """Set BN statistics from one training-mode forward (``run(model)``), then jitter them.
+
+    With statistics unrelated to the activations, BN in a deep decoder shrinks the signal
+    until its random shifts decide the output and every pixel gets the same class.
+    Statistics measured on an input keep activations at unit scale, as in a trained
+    model; the jitter keeps a swapped mean or variance visible.
+    """
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.momentum = 1.0
+    was_training = model.training
+    model.train()
+    run(model)
+    model.train(was_training)
+    gen = torch.Generator().manual_seed(seed)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+        n = norm.num_features
+        norm.running_var.mul_(torch.rand(n, generator=gen) * 0.4 + 0.8)
+        norm.running_mean.add_(torch.randn(n, generator=gen) * 0.05 * norm.running_var.sqrt())
+    return model
+
+
+@torch.no_grad()
+def unit_gain_(conv: nn.Module, seed: int = 0) -> nn.Module:
+    """Random weights of unit gain for a classifier initialised with std 0.01.
+
+    Such a classifier's random bias would decide every pixel's class, and an argmax
+    comparison would then compare constants.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    fan_in = conv.weight[0].numel()
+    conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) / fan_in**0.5)
+    return conv
+
+
+def flatten_tensors(outputs: Any) -> list:
+    """Every tensor of a nested tuple/list/dict output, in a fixed order."""
+    if isinstance(outputs, torch.Tensor):
+        return [outputs]
+    if isinstance(outputs, dict):
+        return [t for k in sorted(outputs) for t in flatten_tensors(outputs[k])]
+    if isinstance(outputs, (tuple, list)):
+        return [t for item in outputs for t in flatten_tensors(item)]
+    return []
+
+
+def max_abs_diff(got: Any, expected: Any) -> float:
+    """Largest absolute difference between two nested outputs of equal structure."""
+    got, expected = flatten_tensors(got), flatten_tensors(expected)
+    assert len(got) == len(expected) and got, (len(got), len(expected))
+    worst = 0.0
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape, (g.shape, e.shape)
+        worst = max(worst, (g.double() - e.double()).abs().max().item() if g.numel() else 0.0)
+    return worst
+
+
+def assert_same_detections(got: Sequence, expected: Sequence, atol: float = 1e-4) -> int:
+    """Two lists of DetDataSamples hold the same boxes, labels and scores (within atol).
+
+    Returns:
+        The number of detections compared (so a test can check it is not zero).
+    """
+    total = 0
+    for g, e in zip(got, expected):
+        g, e = g.pred_instances, e.pred_instances
+        assert len(g) == len(e), (len(g), len(e))
+        torch.testing.assert_close(g.labels, e.labels, rtol=0, atol=0)
+        torch.testing.assert_close(g.scores, e.scores, rtol=0, atol=atol)
+        torch.testing.assert_close(g.bboxes, e.bboxes, rtol=0, atol=atol)
+        total += len(g)
+    return total
+
+
+def assert_same_segmentation(got: Sequence, expected: Sequence, atol: float = 1e-4) -> None:
+    """Two lists of SegDataSamples: identical argmax maps, logits within ``atol``."""
+    for g, e in zip(got, expected):
+        assert torch.equal(g.pred_sem_seg.data, e.pred_sem_seg.data)
+        assert max_abs_diff(g.seg_logits.data, e.seg_logits.data) < atol
+
+
+def numel(params: Iterable[torch.Tensor]) -> int:
+    return sum(p.numel() for p in params)
+
+
+@contextlib.contextmanager
+def record_outputs(modules: Iterable[nn.Module]) -> Iterator[List[Any]]:
+    """Collect the outputs of ``modules`` (e.g. a detector's heads) while a model runs.
+
+    Lets one ``test_step`` give both the raw head outputs and the post-processed
+    predictions, instead of a second forward in ``'tensor'`` mode.
+    """
+    outputs: List[Any] = []
+    handles = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for m in modules]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def detector_heads(detector: nn.Module) -> List[nn.Module]:
+    """The heads whose raw outputs a two-stage or cascade detector parity test compares."""
+    heads = [detector.rpn_head]
+    bbox_head = detector.roi_head.bbox_head
+    return heads + (list(bbox_head) if isinstance(bbox_head, nn.ModuleList) else [bbox_head])
+
+
+def load_converter(name: str) -> ModuleType:
+    """Import ``tools/model_converters/<name>.py`` (tools are scripts, not a package)."""
+    from mmplug_agg.testing.cli import TOOLS_DIR
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, TOOLS_DIR / 'model_converters' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+def run_converter(module: ModuleType, *argv: str) -> None:
+    """Run a converter's ``main`` in this process, as ``python tool.py *argv`` would.
+
+    Raises:
+        SystemExit: with code 1 when the tool reports a user mistake (one line on stderr).
+    """
+    from mmplug_agg.utils.launch import run_cli
+    saved = sys.argv
+    sys.argv = [f'{module.__name__}.py', *map(str, argv)]
+    try:
+        run_cli(module.main)
+    finally:
+        sys.argv = saved

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Usage: [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
+#        bash tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py args...]
+# As mmdet's and mmseg's tools/slurm_test.sh: one task per GPU, launched by srun;
+# tools/test.py reads its rank and world from slurm (--launcher slurm). PY_ARGS, when
+# set, replaces the test.py arguments given after CHECKPOINT.
+set -x
+
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+CHECKPOINT=$4
+GPUS=${GPUS:-8}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+SRUN_ARGS=${SRUN_ARGS:-""}
+PY_ARGS=${PY_ARGS:-${@:5}}
+PYTHON=${PYTHON:-python}
+
+# SRUN_ARGS and PY_ARGS are word-split on purpose (several options in one variable).
+# shellcheck disable=SC2086
+PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
+srun -p "${PARTITION}" \
+    --job-name="${JOB_NAME}" \
+    --gres=gpu:"${GPUS_PER_NODE}" \
+    --ntasks="${GPUS}" \
+    --ntasks-per-node="${GPUS_PER_NODE}" \
+    --cpus-per-task="${CPUS_PER_TASK}" \
+    --kill-on-bad-exit=1 \
+    ${SRUN_ARGS} \
+    "${PYTHON}" -u "$(dirname "$0")/test.py" "${CONFIG}" "${CHECKPOINT}" \
+    --launcher="slurm" ${PY_ARGS}
