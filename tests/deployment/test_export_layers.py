@@ -211,10 +211,8 @@ def test_single_roi_extractor_without_indexing_is_exact():
     extractor = SingleRoIExtractor(dict(type='RoIAlign', output_size=7, sampling_ratio=2), 4,
                                    [4, 8, 16, 32])
     feats = tuple(torch.randn(1, 4, 256 // s, 320 // s) for s in (4, 8, 16, 32))
-    sides = torch.logspace(0.5, 2.4, 30)  # every level gets RoIs
+    sides = torch.logspace(0.5, 3.0, 30)  # every level gets RoIs (scale >= 448 for P5)
     rois = torch.stack([torch.zeros(30), sides / 4, sides / 5, sides * 1.2, sides], dim=1)
-    rois[:, 3] = rois[:, 3].clamp(max=319)
-    rois[:, 4] = rois[:, 4].clamp(max=255)
     levels = extractor.map_roi_levels(rois, 4)
     assert len(levels.unique()) == 4
     model = nn.ModuleDict(dict(extractor=extractor))
