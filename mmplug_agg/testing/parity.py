@@ -121,8 +121,25 @@ def max_abs_diff(got: Any, expected: Any) -> float:
     return worst
 
 
-def assert_same_detections(got: Sequence, expected: Sequence, atol: float = 1e-4) -> int:
+def _canonical_order(instances, decimals: int = 2):
+    """Detections sorted by label, then rounded box, then score: ties in score cannot
+    change the order."""
+    keys = torch.cat([instances.bboxes.double().round(decimals=decimals),
+                      instances.scores.double()[:, None]], dim=1)
+    order = torch.arange(len(instances))
+    for column in reversed(range(keys.shape[1])):
+        order = order[torch.sort(keys[order, column], stable=True).indices]
+    order = order[torch.sort(instances.labels[order], stable=True).indices]
+    return instances[order]
+
+
+def assert_same_detections(got: Sequence, expected: Sequence, atol: float = 1e-4,
+                           order_free: bool = False) -> int:
     """Two lists of DetDataSamples hold the same boxes, labels and scores (within atol).
+
+    Args:
+        order_free: compare the detections as sets. Random heads give many equal scores
+            (within rounding) whose order NMS and top-k may swap; the sets must still agree.
 
     Returns:
         The number of detections compared (so a test can check it is not zero).
@@ -131,6 +148,8 @@ def assert_same_detections(got: Sequence, expected: Sequence, atol: float = 1e-4
     for g, e in zip(got, expected):
         g, e = g.pred_instances, e.pred_instances
         assert len(g) == len(e), (len(g), len(e))
+        if order_free:
+            g, e = _canonical_order(g), _canonical_order(e)
         torch.testing.assert_close(g.labels, e.labels, rtol=0, atol=0)
         torch.testing.assert_close(g.scores, e.scores, rtol=0, atol=atol)
         torch.testing.assert_close(g.bboxes, e.bboxes, rtol=0, atol=atol)

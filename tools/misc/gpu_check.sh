@@ -56,9 +56,10 @@ case "$DEVICE" in cuda|cpu) ;; *) echo "error: --device must be cuda or cpu" >&2
 # scipy, pandas, matplotlib, opencv, regex, rich, tabulate, click, requests, markdown...),
 # installed with --no-deps: openmim's opendatalab (dataset downloads) pins an old
 # setuptools and is left out; mim train/test do not need it.
-PACKAGES=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 openmim model-index ordered-set
-          addict yapf platformdirs termcolor terminaltables pycocotools shapely ftfy wcwidth
-          prettytable)
+PACKAGES_LIST="mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 openmim model-index
+    ordered-set addict yapf platformdirs termcolor terminaltables pycocotools shapely ftfy
+    wcwidth prettytable"
+read -r -a PACKAGES <<< "$(echo $PACKAGES_LIST)"
 
 if [ -n "$DOWNLOAD" ]; then
     # Here, with PyPI: wheels for the GPU machine's Python, and mmcv's sdist to build there.
@@ -83,7 +84,8 @@ export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
 remaining() { echo $((BUDGET - ($(date +%s) - START))); }
 
-# run_step NAME CAP_SECONDS COMMAND...: run with the lesser of CAP and the budget left.
+# run_step NAME CAP_SECONDS COMMAND...: run with the lesser of CAP and the budget left
+# (a command or one of the functions below, exported for the timed child shell).
 run_step() {
     local name=$1 cap=$2 left status began
     shift 2
@@ -93,7 +95,7 @@ run_step() {
     echo "===== $name (up to ${cap}s): $*"
     if [ "$cap" -le 5 ]; then
         status=skipped
-    elif timeout --kill-after=10 "$cap" "$@"; then
+    elif timeout --kill-after=10 "$cap" bash -c '"$@"' "$name" "$@"; then
         status=ok
     else
         local code=$?
@@ -115,7 +117,8 @@ PY
 }
 
 setup() {
-    local links=() dir arch
+    local links=() dir arch packages
+    read -r -a packages <<< "$(echo $PACKAGES_LIST)"
     for dir in "$WHEELS" "$REPO/.gpu_check/wheels" "$REPO/../shared/wheels-cuda" \
                ${PIP_FIND_LINKS:-}; do
         [ -n "$dir" ] && [ -d "$dir" ] && links+=(--find-links "$dir")
@@ -124,7 +127,7 @@ setup() {
     if stack_ready >/dev/null 2>&1; then
         echo "mmcv (ops on $DEVICE), mmdet, mmseg import and run: nothing to install"
     elif [ "$DRY_RUN" = 1 ]; then
-        echo "dry run: would install ${PACKAGES[*]} and mmcv==2.1.0 from ${links[*]:-nothing}"
+        echo "dry run: would install ${packages[*]} and mmcv==2.1.0 from ${links[*]:-nothing}"
         return 1
     else
         [ ${#links[@]} -eq 0 ] && { echo "no wheel folder found (see --wheels)"; return 1; }
@@ -132,7 +135,7 @@ setup() {
         # A fitting wheel is taken as is; else pip builds the sdist for this GPU only.
         FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="$(nproc)" \
             "$PYTHON" -m pip install --no-index --no-deps --no-build-isolation "${links[@]}" \
-            "${PACKAGES[@]}" mmcv==2.1.0 || return 1
+            "${packages[@]}" mmcv==2.1.0 || return 1
     fi
     # mim resolves installed packages only. A regular install: a PEP 660 editable one hides
     # the package's folder from mim; imports still come from the checkout (PYTHONPATH).
@@ -170,6 +173,8 @@ train() {
     grep -q '"loss"' "$OUT_DIR/train_scalars.json"
 }
 
+export REPO DEVICE DRY_RUN PYTHON WHEELS SCRATCH OUT_DIR DEMO_CONFIG PACKAGES_LIST
+export -f stack_ready setup make_data train
 CHECK=("$PYTHON" "$REPO/tools/misc/gpu_check.py")
 if [ "$DRY_RUN" = 1 ]; then
     AMP_ARGS=(--configs fpn_faster_rcnn_r50_demo --shape 64 96)
