@@ -133,28 +133,40 @@ def _canonical_order(instances, decimals: int = 2):
     return instances[order]
 
 
-def assert_same_detections(got: Sequence, expected: Sequence, atol: float = 1e-4,
-                           order_free: bool = False) -> int:
-    """Two lists of DetDataSamples hold the same boxes, labels and scores (within atol).
+def detection_diffs(got: Sequence, expected: Sequence, order_free: bool = False) -> dict:
+    """Compare two lists of DetDataSamples: counts, labels, largest score and box gaps.
 
     Args:
         order_free: compare the detections as sets. Random heads give many equal scores
             (within rounding) whose order NMS and top-k may swap; the sets must still agree.
+    """
+    result = dict(count=0, same_count=True, same_labels=True, score=0.0, box=0.0)
+    for g, e in zip(got, expected):
+        g, e = g.pred_instances, e.pred_instances
+        if len(g) != len(e):
+            result['same_count'] = False
+            continue
+        if order_free:
+            g, e = _canonical_order(g), _canonical_order(e)
+        result['count'] += len(g)
+        result['same_labels'] &= bool(torch.equal(g.labels, e.labels))
+        if len(g):
+            result['score'] = max(result['score'], (g.scores - e.scores).abs().max().item())
+            result['box'] = max(result['box'], (g.bboxes - e.bboxes).abs().max().item())
+    return result
+
+
+def assert_same_detections(got: Sequence, expected: Sequence, atol: float = 1e-4,
+                           order_free: bool = False) -> int:
+    """Two lists of DetDataSamples hold the same boxes, labels and scores (within atol).
 
     Returns:
         The number of detections compared (so a test can check it is not zero).
     """
-    total = 0
-    for g, e in zip(got, expected):
-        g, e = g.pred_instances, e.pred_instances
-        assert len(g) == len(e), (len(g), len(e))
-        if order_free:
-            g, e = _canonical_order(g), _canonical_order(e)
-        torch.testing.assert_close(g.labels, e.labels, rtol=0, atol=0)
-        torch.testing.assert_close(g.scores, e.scores, rtol=0, atol=atol)
-        torch.testing.assert_close(g.bboxes, e.bboxes, rtol=0, atol=atol)
-        total += len(g)
-    return total
+    diffs = detection_diffs(got, expected, order_free)
+    assert diffs['same_count'] and diffs['same_labels'], diffs
+    assert diffs['score'] <= atol and diffs['box'] <= atol, diffs
+    return diffs['count']
 
 
 def assert_same_segmentation(got: Sequence, expected: Sequence, atol: float = 1e-4) -> None:
@@ -196,7 +208,8 @@ def load_converter(name: str) -> ModuleType:
     from mmplug_agg.testing.cli import TOOLS_DIR
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, TOOLS_DIR / 'model_converters' / f'{name}.py')
+    path = TOOLS_DIR / 'model_converters' / f'{name}.py'
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     sys.modules[name] = module

@@ -62,7 +62,8 @@ def deform_conv_block(source: SourceState, theirs: str, ours: str) -> Dict[str, 
 
 def convert_centernet(source: SourceState) -> Dict[str, torch.Tensor]:
     """CenterNet ``DLASeg`` keys -> DLA + DLAUpNeck + CenterNetHead keys."""
-    source.require_keys(['base.base_layer.0.weight', 'dla_up.ida_0.proj_1.conv.conv_offset_mask.weight',
+    source.require_keys(['base.base_layer.0.weight',
+                         'dla_up.ida_0.proj_1.conv.conv_offset_mask.weight',
                          'ida_up.proj_1.conv.weight', 'hm.0.weight', 'wh.0.weight',
                          'reg.0.weight'], ARCH)
     backbone, dropped = convert_dla_state_dict(source.take_prefix('base.'))
@@ -80,7 +81,8 @@ def convert_centernet(source: SourceState) -> Dict[str, torch.Tensor]:
         if match[3] == 'up':
             converted[f'neck.{stage}.upsamples.{index}.weight'] = source.take(f'{theirs}weight')
         elif match[3] == 'proj':
-            converted.update(deform_conv_block(source, theirs, f'neck.{stage}.projections.{index}.'))
+            ours = f'neck.{stage}.projections.{index}.'
+            converted.update(deform_conv_block(source, theirs, ours))
         else:  # node_k merges input k: our nodes are numbered from the first merge
             converted.update(deform_conv_block(source, theirs, f'neck.{stage}.nodes.{index - 1}.'))
 

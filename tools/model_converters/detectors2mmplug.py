@@ -80,7 +80,8 @@ def default_config(source: SourceState) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='mmdet checkpoint, e.g. cascade_rcnn_r50_rfp_1x_coco-8cf51bfd.pth')
+    parser.add_argument('src',
+                        help='mmdet checkpoint, e.g. cascade_rcnn_r50_rfp_1x_coco-8cf51bfd.pth')
     parser.add_argument('dst', help='where to write the mmengine checkpoint')
     parser.add_argument('--config', help='our config to check the result against (default: '
                         'configs/detectors_cascade_rcnn_r50.py for SAC checkpoints, else '
