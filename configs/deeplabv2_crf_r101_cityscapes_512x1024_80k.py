@@ -2,7 +2,7 @@
 # prediction (validation, test, inference): mean-field inference, 10 iterations, an
 # appearance kernel (position + colour) and a smoothness kernel (position). DeepLab
 # released CRF settings for VOC only (the paper cross-validated them per data set); this
-# takes the 'deeplabv2_voc' preset of DenseCRF, the ResNet-101 VOC test prototxt's
+# takes the 'deeplabv2_voc' preset of DenseCRF, DeepLab's ResNet-101 VOC settings
 # (appearance 4, xy 67, rgb 3; smoothness 3, xy 1; row-normalised kernels).
 # Training is unchanged and the parameter names are the plain segmentor's, so a
 # checkpoint trained with the plain config tests here as is:

@@ -16,7 +16,6 @@
 """
 from typing import List
 
-import torch
 from mmcv.ops import RoIAlign
 from torch import Tensor, nn
 

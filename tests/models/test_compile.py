@@ -19,6 +19,7 @@ Documented exceptions (see docs/get_started.md, "Training and errors"):
 """
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 import torch._dynamo
 
 import mmplug_agg  # noqa: F401
@@ -59,12 +60,14 @@ def frozen_shape_adaptor_resnet():
 
 
 def efficientdet_head():
-    return MODEL_REGISTRIES['mmdet'].build(
-        dict(type='EfficientDetSepBNHead', num_classes=3, num_ins=5, in_channels=16,
-             feat_channels=16, stacked_convs=2,
-             anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
-                                   scales_per_octave=3, ratios=[1.0, 0.5, 2.0],
-                                   strides=[8, 16, 32, 64, 128])))
+    # Registry.build follows the default scope, which an earlier test may have left at mmseg.
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODEL_REGISTRIES['mmdet'].build(
+            dict(type='EfficientDetSepBNHead', num_classes=3, num_ins=5, in_channels=16,
+                 feat_channels=16, stacked_convs=2,
+                 anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                                       scales_per_octave=3, ratios=[1.0, 0.5, 2.0],
+                                       strides=[8, 16, 32, 64, 128])))
 
 
 # family -> (module factory, its forward's arguments)

@@ -174,7 +174,8 @@ def run_benchmarks(device: str, out: Path, only: List[str]) -> Dict:
         sys.argv = saved
     for written in [*scratch.glob('benchmarks/results/*.json'),
                     *scratch.glob('docs/diagrams/*.png')]:
-        name = written.name if written.name.startswith('benchmarks') else f'benchmarks_{written.name}'
+        name = written.name
+        name = name if name.startswith('benchmarks') else f'benchmarks_{name}'
         shutil.copy(written, out / name)
     report = json.loads(next(scratch.glob('benchmarks/results/*.json')).read_text())
     return dict(ok=code == 0, seconds=report['seconds'],

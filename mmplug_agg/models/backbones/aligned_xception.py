@@ -38,9 +38,10 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
 from mmengine.model import BaseModule
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmplug_agg.registry import register_backbone
+
+from .frozen_stages import FrozenStagesMixin
 
 # Entry-flow blocks as (out_channels, stride); every entry block has a 1x1-conv
 # shortcut. The middle flow repeats a 728-channel block with an identity shortcut.
@@ -137,7 +138,7 @@ class XceptionBlock(BaseModule):
 
 
 @register_backbone
-class AlignedXception(BaseModule):
+class AlignedXception(FrozenStagesMixin, BaseModule):
     """Aligned Xception backbone of DeepLab v3+ for mmseg and mmdet.
 
     A stem of two 3x3 convs (32 channels at stride 2, then 64), the entry flow, the
@@ -279,21 +280,6 @@ class AlignedXception(BaseModule):
         if self.frozen_stages > 0:
             modules += list(self.blocks[:self.flow_ends[self.frozen_stages - 1]])
         return modules
-
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'AlignedXception':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
-        return self
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         x = self.stem(x)

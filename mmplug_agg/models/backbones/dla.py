@@ -27,9 +27,10 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule, build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmplug_agg.registry import register_backbone
+
+from .frozen_stages import FrozenStagesMixin
 
 NUM_LEVELS = 6
 # Per output stride, the (strides, dilations) of levels 0-5. A level's stride
@@ -283,7 +284,7 @@ def _check_level_tuple(name: str, values: Sequence[int], minimum: int) -> Tuple[
 
 
 @register_backbone
-class DLA(BaseModule):
+class DLA(FrozenStagesMixin, BaseModule):
     """Deep Layer Aggregation backbone for mmdet and mmseg.
 
     Levels 0-5 have strides 1, 2, 4, 8, 16, 32: a 7x7 stem conv, two conv
@@ -470,25 +471,10 @@ class DLA(BaseModule):
         return [self.channels[i] for i in self.out_indices]
 
     def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
         levels = [getattr(self, f'level{i}') for i in range(self.frozen_stages + 1)]
         return [self.base_layer] + levels
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'DLA':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
-        return self
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         x = self.base_layer(x)

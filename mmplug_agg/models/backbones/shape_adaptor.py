@@ -103,6 +103,22 @@ def uniform_positions(num_adaptors: int, num_units: int) -> Tuple[int, ...]:
     return tuple(round((k + 1) * (slots + 1) / (num_adaptors + 1)) for k in range(num_adaptors))
 
 
+def equal_factor_alphas(num_adaptors: int, ratio: float, r1: float, r2: float,
+                        must_reach: bool, target: str, valid: str) -> List[float]:
+    """Initial alphas giving every adaptor the factor ``ratio ** (-1 / n)`` (official
+    ``SA_init``); one clear error when that factor lies outside (r1, r2) and no alphas
+    are given."""
+    init_factor = ratio**(-1 / num_adaptors)
+    reachable = r1 < init_factor < r2
+    if must_reach and not reachable:
+        raise ValueError(
+            f'num_adaptors={num_adaptors} cannot reach {target} with factors in ({r1}, {r2}): '
+            f'each would be {init_factor:.3f}; valid: {valid}, another target_stride, or '
+            'alpha_init')
+    alpha = alpha_from_factor(init_factor, r1, r2) if reachable else 0.0
+    return [alpha] * num_adaptors
+
+
 def residual_path(block: nn.Module, x: Tensor) -> Tensor:
     """An mmdet ``BasicBlock``/``Bottleneck``'s weight layers, without the add and ReLU."""
     out = block.relu(block.norm1(block.conv1(x)))
@@ -479,16 +495,10 @@ class ShapeAdaptorResNet(ShapeAdaptorChainMixin, _ResNet):
             else:
                 gap = num_blocks / (num_adaptors + 1)
                 positions = tuple(int(i * gap) for i in range(1, num_adaptors + 1))
-            count = num_adaptors
-            init_factor = ratio**(-1 / count)
-            if alpha_init is None and frozen_factors is None and not r1 < init_factor < r2:
-                raise ValueError(
-                    f'num_adaptors={count} cannot reach target_stride={target_stride} from '
-                    f'stride {base_stride} with factors in ({r1}, {r2}): each would be '
-                    f'{init_factor:.3f}; valid: num_adaptors >= '
-                    f'{default_num_adaptors(ratio, r1)}, another target_stride, or alpha_init')
-            default_alphas = ([alpha_from_factor(init_factor, r1, r2)] * count
-                              if r1 < init_factor < r2 else [0.0] * count)
+            default_alphas = equal_factor_alphas(
+                num_adaptors, ratio, r1, r2, alpha_init is None and frozen_factors is None,
+                f'target_stride={target_stride} from stride {base_stride}',
+                f'num_adaptors >= {default_num_adaptors(ratio, r1)}')
         self.target_stride = target_stride
         self.adaptor_positions = tuple(positions)
         self.num_stem_adaptors = num_stem
@@ -720,15 +730,11 @@ class ShapeAdaptorDLA(ShapeAdaptorChainMixin, DLA):
                         or any(p not in slots for p in positions)):
                     raise ValueError(f'adaptor_positions must be {num_adaptors} increasing '
                                      f'levels among {slots}, got {adaptor_positions!r}')
-            init_factor = target_stride**(-1 / num_adaptors)
-            if alpha_init is None and frozen_factors is None and not r1 < init_factor < r2:
-                raise ValueError(
-                    f'num_adaptors={num_adaptors} cannot reach target_stride={target_stride} '
-                    f'with factors in ({r1}, {r2}): each would be {init_factor:.3f}; valid: '
-                    f'num_adaptors >= {default_num_adaptors(target_stride, r1)} (at most '
-                    f'{len(slots)}), another target_stride, or alpha_init')
-            default_alphas = ([alpha_from_factor(init_factor, r1, r2)] * num_adaptors
-                              if r1 < init_factor < r2 else [0.0] * num_adaptors)
+            default_alphas = equal_factor_alphas(
+                num_adaptors, target_stride, r1, r2, alpha_init is None and frozen_factors is None,
+                f'target_stride={target_stride}',
+                f'num_adaptors >= {default_num_adaptors(target_stride, r1)} (at most '
+                f'{len(slots)})')
         self.target_stride = target_stride
         self.adaptor_positions = positions
         alphas = self._make_alphas(alpha_init, default_alphas)

@@ -21,9 +21,10 @@ import torch.nn as nn
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch import Tensor
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmplug_agg.registry import register_backbone
+
+from .frozen_stages import FrozenStagesMixin
 
 # Output channels of the convolutions of each of the five stages.
 VGG16_STAGES: Tuple[Tuple[int, ...], ...] = (
@@ -39,7 +40,7 @@ POOLINGS = ('deeplab', 'vgg')
 
 
 @register_backbone
-class VGG16(BaseModule):
+class VGG16(FrozenStagesMixin, BaseModule):
     """VGG-16 with DeepLab's dense (atrous) variant, for mmseg and mmdet.
 
     Stage ``i`` is the convolutions of block ``i + 1`` and the pool that ends it;
@@ -149,21 +150,8 @@ class VGG16(BaseModule):
         start = 0 if stage == 0 else self._stage_ends[stage - 1] + 1
         return self.features[start:self._stage_ends[stage] + 1]
 
-    def _freeze_stages(self) -> None:
-        for stage in range(self.frozen_stages + 1):
-            layers = self._stage_layers(stage)
-            layers.eval()
-            for param in layers.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'VGG16':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for module in self.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
-        return self
+    def _frozen_modules(self) -> List[nn.Module]:
+        return [self._stage_layers(stage) for stage in range(self.frozen_stages + 1)]
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         outs = []

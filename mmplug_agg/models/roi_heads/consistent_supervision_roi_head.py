@@ -25,9 +25,8 @@ from torch import Tensor
 from mmplug_agg.models.layers import lateral_features
 from mmplug_agg.registry import register_det_module
 
-
-def _repeat_rows(tensor: Tensor, times: int) -> Tensor:
-    return tensor.repeat(times, *([1] * (tensor.dim() - 1)))
+from .lateral_supervision_head import (level_shared_bbox_loss, repeat_rows,
+                                       scale_level_losses)
 
 
 @register_det_module
@@ -94,16 +93,9 @@ class ConsistentSupervisionRoIHead(StandardRoIHead):
         bbox_results = super().bbox_loss(x, sampling_results)
         laterals = lateral_features(x, type(self).__name__)
         head = self.bbox_head if self.share_aux_head else self.aux_bbox_head
-
-        rois = bbox2roi([res.priors for res in sampling_results])
-        # (num_rois, levels, C, h, w) -> level-major batch, one pass of the shared head
-        pooled = self.aux_roi_extractor(laterals[:self.aux_roi_extractor.num_inputs], rois)
-        num_levels = pooled.size(1)
-        cls_score, bbox_pred = head(pooled.transpose(0, 1).flatten(0, 1))
-        targets = head.get_targets(sampling_results, self.train_cfg)
-        aux_losses = head.loss(cls_score, bbox_pred, _repeat_rows(rois, num_levels),
-                               *(_repeat_rows(t, num_levels) for t in targets))
-        bbox_results['loss_bbox'].update(self._scaled(aux_losses, num_levels))
+        bbox_results['loss_bbox'].update(level_shared_bbox_loss(
+            self.aux_roi_extractor, head, laterals, sampling_results, self.train_cfg,
+            self.aux_loss_weight))
         return bbox_results
 
     def mask_loss(self, x: tuple, sampling_results: List[SamplingResult], bbox_feats: Tensor,
@@ -125,19 +117,11 @@ class ConsistentSupervisionRoIHead(StandardRoIHead):
                 labels = torch.zeros_like(labels)
             # the main head's loss_and_target does not return its targets: recompute
             mask_targets = head.get_targets(sampling_results, batch_gt_instances, self.train_cfg)
-            loss_mask = head.loss_mask(mask_preds, _repeat_rows(mask_targets, num_levels),
-                                       _repeat_rows(labels, num_levels))
-        mask_results['loss_mask'].update(self._scaled(dict(loss_mask=loss_mask), num_levels))
+            loss_mask = head.loss_mask(mask_preds, repeat_rows(mask_targets, num_levels),
+                                       repeat_rows(labels, num_levels))
+        mask_results['loss_mask'].update(
+            scale_level_losses(dict(loss_mask=loss_mask), self.aux_loss_weight, num_levels))
         return mask_results
-
-    def _scaled(self, losses: dict, num_levels: int) -> dict:
-        """Rename to ``aux_*``; a loss averaged over all levels' RoIs times the number
-        of levels is the sum of the per-level losses, each weighted by lambda."""
-        scale = self.aux_loss_weight * num_levels
-        return {
-            f'aux_{name}': value * scale if 'loss' in name else value
-            for name, value in losses.items()
-        }
 
 
 def _all_level_extractor(extractor_cfg: dict) -> dict:

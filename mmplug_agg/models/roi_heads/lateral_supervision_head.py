@@ -16,7 +16,7 @@ from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import InstanceList
 from mmengine.config import ConfigDict
-from torch import Tensor
+from torch import Tensor, nn
 
 from mmplug_agg.registry import register_det_module
 
@@ -36,6 +36,22 @@ def scale_level_losses(losses: dict, loss_weight: float, num_levels: int) -> dic
         f'aux_{name}': value * (loss_weight * num_levels) if 'loss' in name else value
         for name, value in losses.items()
     }
+
+
+def level_shared_bbox_loss(extractor: nn.Module, head: nn.Module, feats: Sequence[Tensor],
+                           sampling_results: List[SamplingResult], train_cfg: ConfigDict,
+                           loss_weight: float) -> dict:
+    """Consistent supervision's box loss: every RoI pooled from every level of ``feats``,
+    one pass of the head shared across levels, ``loss_weight`` times each level's loss."""
+    rois = bbox2roi([res.priors for res in sampling_results])
+    # (num_rois, levels, C, h, w) -> level-major batch: one pass of the shared head
+    pooled = extractor(feats[:extractor.num_inputs], rois)
+    num_levels = pooled.size(1)
+    cls_score, bbox_pred = head(pooled.transpose(0, 1).flatten(0, 1))
+    targets = head.get_targets(sampling_results, train_cfg)
+    losses = head.loss(cls_score, bbox_pred, repeat_rows(rois, num_levels),
+                       *(repeat_rows(t, num_levels) for t in targets))
+    return scale_level_losses(losses, loss_weight, num_levels)
 
 
 @register_det_module
@@ -114,19 +130,13 @@ class LateralSupervisionRoIHead(StandardRoIHead):
     def loss(self, laterals: Sequence[Tensor], rpn_results_list: InstanceList,
              batch_data_samples: SampleList) -> dict:
         self.check_laterals(laterals)
-        return super().loss(tuple(laterals[:self.num_levels]), rpn_results_list,
+        return super().loss(tuple(laterals), rpn_results_list,
                             batch_data_samples)
 
     def bbox_loss(self, x: tuple, sampling_results: List[SamplingResult]) -> dict:
-        rois = bbox2roi([res.priors for res in sampling_results])
-        # (num_rois, levels, C, h, w) -> level-major batch: one pass of the shared head
-        pooled = self.bbox_roi_extractor(x, rois)
-        num_levels = pooled.size(1)
-        cls_score, bbox_pred = self.bbox_head(pooled.transpose(0, 1).flatten(0, 1))
-        targets = self.bbox_head.get_targets(sampling_results, self.train_cfg)
-        losses = self.bbox_head.loss(cls_score, bbox_pred, repeat_rows(rois, num_levels),
-                                     *(repeat_rows(t, num_levels) for t in targets))
-        return dict(loss_bbox=scale_level_losses(losses, self.loss_weight, num_levels))
+        return dict(loss_bbox=level_shared_bbox_loss(
+            self.bbox_roi_extractor, self.bbox_head, x, sampling_results, self.train_cfg,
+            self.loss_weight))
 
     def predict(self, *args, **kwargs):
         raise RuntimeError(f'{type(self).__name__} is a training-only branch; the detector '
