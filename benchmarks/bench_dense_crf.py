@@ -1,15 +1,23 @@
 """DenseCRF post-processing against pydensecrf, the reference implementation.
 
 First table: one image of --height x --width (default 512x512) with 4 classes and
-10 mean-field iterations at DeepLab v2's VOC settings, pydensecrf (Krähenbühl's
+10 mean-field iterations at the settings of each of --presets (default DeepLab v2's
+and v1's VOC settings, measured side by side in one run), pydensecrf (Krähenbühl's
 C++ code, float32, SSE; the `pydensecrf2` package) against ours with the same
-weights and widths, for row normalisation (DeepLab's released code, pydensecrf's
-NORMALIZE_AFTER) and symmetric normalisation (pydensecrf's default); before the
-timing, the agreement of the two (labels, mean |Q difference|) is printed, so
-the speed is compared at equal results. pydensecrf always runs on the CPU, ours
-on --device. Times include everything from the tensors (lattice, iterations);
-pydensecrf gets its unary and uint8 image ready-made. Second table: a small
-image where the exact method (dense HW x HW kernels) is still possible.
+weights and widths, for each of --normalizations (default row: DeepLab's released
+code, pydensecrf's NORMALIZE_AFTER; symmetric is pydensecrf's default). Before the
+timing, the agreement of the two (labels, mean |Q difference|) is printed, so the
+speed is compared at equal results. pydensecrf always runs on the CPU, ours on
+--device. Like with like: every call of either builds its lattices (ours from the
+tensors; pydensecrf gets its unary and uint8 image ready-made). Ours is timed twice:
+"cold" (cache_smoothness=False: both lattices built in every call, as pydensecrf
+does) and "warm" (the default: the smoothness lattice, which depends on the image
+size only, is kept from the previous call of that size). The candidates run in
+turn, --best-of times (rotated), and the table gives each one's best CPU time of
+the process (time.process_time, less disturbed than wall time by other processes
+on a shared machine) and best wall time, and the ratio pydensecrf / ours (above
+1.0: ours is faster). Second table: a small image where the exact method (dense
+HW x HW kernels) is still possible.
 
 The image is a synthetic scene (``mmplug_agg.datasets.render_scene``: textured
 background, saturated shapes, blur and pixel noise), so the lattice has about
@@ -17,17 +25,19 @@ as many vertices as on a photograph; the logits are a noisy one-hot of its
 labels. Inference only (no gradients). Measure one CPU thread with --threads 1.
 
     python benchmarks/bench_dense_crf.py [--device cuda] [--height 512] [--width 512]
-                                         [--classes 4] [--iters 10] [--rounds 3]
-                                         [--threads 1]
+                                         [--classes 4] [--best-of 5] [--threads 1]
+                                         [--presets deeplabv2_voc deeplabv1_voc]
+                                         [--normalizations row symmetric]
 """
 import os
 import sys
+import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import compare_rounds, parse_args  # noqa: E402
+from timing import compare_rounds, parse_args, record  # noqa: E402
 
 from mmplug_agg.datasets import render_scene  # noqa: E402
 from mmplug_agg.models.layers import DenseCRF  # noqa: E402
@@ -85,7 +95,11 @@ def add_arguments(parser) -> None:
     parser.add_argument('--height', type=int, default=512)
     parser.add_argument('--width', type=int, default=512)
     parser.add_argument('--classes', type=int, default=4)
-    parser.add_argument('--preset', default='deeplabv2_voc')
+    parser.add_argument('--presets', nargs='+', default=['deeplabv2_voc', 'deeplabv1_voc'])
+    parser.add_argument('--normalizations', nargs='+', default=['row'],
+                        choices=['row', 'symmetric'])
+    parser.add_argument('--best-of', type=int, default=5,
+                        help='calls of each candidate in the first table (best kept)')
     parser.add_argument('--small',
                         type=int,
                         nargs=2,
@@ -94,46 +108,81 @@ def add_arguments(parser) -> None:
                         help='image size of the permutohedral vs exact table')
 
 
+def best_times(steps, device: str, best_of: int):
+    """Each step's best CPU and wall seconds over ``best_of`` calls, the steps in turn."""
+    names = list(steps)
+    for step in steps.values():  # warm-up (and the warm candidates' kept lattice)
+        step()
+    cpu = {name: float('inf') for name in names}
+    wall = dict(cpu)
+    for index in range(best_of):
+        for name in names[index % len(names):] + names[:index % len(names)]:
+            if device.startswith('cuda'):
+                torch.cuda.synchronize()
+            start_cpu, start_wall = time.process_time(), time.perf_counter()
+            steps[name]()
+            if device.startswith('cuda'):
+                torch.cuda.synchronize()
+            cpu[name] = min(cpu[name], time.process_time() - start_cpu)
+            wall[name] = min(wall[name], time.perf_counter() - start_wall)
+    return cpu, wall
+
+
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], extra=add_arguments)
     threads = f'{torch.get_num_threads()} thread(s)'
     image, logits = scene(args.height, args.width, args.classes, args.device)
     size = f'{args.height}x{args.width}, {args.classes} classes'
 
-    steps, reference = {}, None
-    for normalization in ('row', 'symmetric'):
-        crf = DenseCRF(preset=args.preset, normalization=normalization)
-        ours = f'ours, {normalization}'
-        steps[ours] = crf_step(crf, logits, image)
-        if dcrf is None:
-            continue
-        flag = dcrf.NORMALIZE_AFTER if normalization == 'row' else dcrf.NORMALIZE_SYMMETRIC
-        theirs = f'pydensecrf, {normalization}'
-        steps[theirs], q_ref = pydensecrf_step(crf, logits, image, flag)
-        reference = reference or theirs
-        with torch.no_grad():
-            q = crf(logits, image).cpu()
-        agreement = (q.argmax(1) == q_ref.argmax(1)).double().mean().item()
-        print(f'{size}, {normalization}: labels agree on {100 * agreement:.3f}% of pixels, '
-              f'mean |Q diff| {(q - q_ref).abs().mean().item():.2e}, '
-              f'max {(q - q_ref).abs().max().item():.2e}')
-    if reference is None:
+    steps, pairs = {}, []
+    for preset in args.presets:
+        for normalization in args.normalizations:
+            setting = f'{preset}, {normalization}'
+            crf = DenseCRF(preset=preset, normalization=normalization)
+            cold = DenseCRF(preset=preset, normalization=normalization, cache_smoothness=False)
+            steps[f'{setting}: ours, warm'] = crf_step(crf, logits, image)
+            steps[f'{setting}: ours, cold'] = crf_step(cold, logits, image)
+            if dcrf is None:
+                continue
+            flag = dcrf.NORMALIZE_AFTER if normalization == 'row' else dcrf.NORMALIZE_SYMMETRIC
+            steps[f'{setting}: pydensecrf'], q_ref = pydensecrf_step(crf, logits, image, flag)
+            pairs.append(setting)
+            with torch.no_grad():
+                q = crf(logits, image).cpu()
+            agreement = (q.argmax(1) == q_ref.argmax(1)).double().mean().item()
+            print(f'{size}, {setting}: labels agree on {100 * agreement:.3f}% of pixels, '
+                  f'mean |Q diff| {(q - q_ref).abs().mean().item():.2e}, '
+                  f'max {(q - q_ref).abs().max().item():.2e}')
+    if dcrf is None:
         print('pydensecrf is not installed (pip install pydensecrf2): ours only')
-        reference = 'ours, row'
-    title = f'DenseCRF {size}, {args.preset}, batch 1, {args.device}, {threads}'
-    results = compare_rounds(title, steps, reference, args)
-    if dcrf is not None:
-        for normalization in ('row', 'symmetric'):
-            ratio = (results[f'pydensecrf, {normalization}']['median_ms'] /
-                     results[f'ours, {normalization}']['median_ms'])
-            print(f'{normalization}: ours is {ratio:.2f}x the speed of pydensecrf '
-                  f'({args.device} vs its CPU)')
+    cpu, wall = best_times(steps, args.device, args.best_of)
+    print(f'\nDenseCRF {size}, batch 1, ours on {args.device}, {threads}, best of '
+          f'{args.best_of}')
+    print(f"{'candidate':<44}{'CPU ms':>10}{'wall ms':>10}{'vs pydensecrf (CPU, wall)':>28}")
+    results = {}
+    for name in steps:
+        reference = name.rsplit(': ', 1)[0] + ': pydensecrf'
+        ratios = ''
+        if reference in steps and name != reference:
+            ratios = f'{cpu[reference] / cpu[name]:.2f}x, {wall[reference] / wall[name]:.2f}x'
+        print(f'{name:<44}{1e3 * cpu[name]:>10.1f}{1e3 * wall[name]:>10.1f}{ratios:>28}')
+        results[name] = dict(median_ms=1e3 * wall[name], cpu_ms=1e3 * cpu[name])
+        if reference in steps:
+            results[name]['speedup_vs_reference'] = wall[reference] / wall[name]
+    for setting in pairs:
+        for kind in ('warm', 'cold'):
+            name = f'{setting}: ours, {kind}'
+            print(f'{setting}, {kind}: ours is {cpu[f"{setting}: pydensecrf"] / cpu[name]:.2f}x '
+                  f'the speed of pydensecrf (CPU time; ours on {args.device})')
+    record(f'DenseCRF {size}, best of {args.best_of}, {args.device}, {threads}',
+           'pydensecrf (per setting)', results)
 
+    preset = args.presets[0]
     height, width = args.small
     image, logits = scene(height, width, args.classes, args.device, seed=1)
     steps = {
-        'permutohedral, 10 iterations': crf_step(DenseCRF(preset=args.preset), logits, image),
-        'exact, 10 iterations': crf_step(DenseCRF(preset=args.preset, method='exact'), logits,
+        'permutohedral, 10 iterations': crf_step(DenseCRF(preset=preset), logits, image),
+        'exact, 10 iterations': crf_step(DenseCRF(preset=preset, method='exact'), logits,
                                          image),
     }
     title = f'DenseCRF {height}x{width}, {args.classes} classes, batch 1, {threads}'

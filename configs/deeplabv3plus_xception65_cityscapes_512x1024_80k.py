@@ -6,6 +6,8 @@
 # head; inputs scaled to [-1, 1]; weight decay 4e-5, none on BN and depthwise weights.
 # Evaluate as the paper at output stride 8 with doubled rates (same checkpoint):
 #   --cfg-options model.backbone.output_stride=8 model.decode_head.dilations="(1,12,24,36)"
+# or test with configs/deeplabv3plus_xception65_cityscapes_512x1024_80k_os8eval.py (the
+# same two overrides).
 # Everything else is mmseg's deeplabv3plus_r50-d8 Cityscapes 80k recipe (512x1024
 # crops, batch 8, SGD lr 0.01, poly); see docs/deeplab.md for where TF's differs.
 _base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py'

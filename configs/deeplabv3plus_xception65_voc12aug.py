@@ -7,6 +7,7 @@
 # decay to 0, momentum 0.9, weight decay 4e-5 (none on BN and depthwise weights).
 # Evaluate as the paper at output stride 8 with doubled rates (same checkpoint):
 #   --cfg-options model.backbone.output_stride=8 model.decode_head.dilations="(1,12,24,36)"
+# or test with configs/deeplabv3plus_xception65_voc12aug_os8eval.py (the same two overrides).
 # and add --tta for the paper's multi-scale (0.5-1.75) + flip test.
 _base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.py'
 

@@ -64,7 +64,8 @@ on tilted planes). The normalised modes need no gain: it cancels in ``K / n``.
 
 Speed. The lattices are built once per forward for the whole batch (the image
 index is part of each vertex code) and reused by every iteration and by the
-normalisers; an iteration is one splat per lattice (sparse CSR, reading the
+normalisers; the smoothness lattice, which depends on the image size only, is
+also kept across calls for the most recent sizes (``cache_smoothness``); an iteration is one splat per lattice (sparse CSR, reading the
 points in the order in which they are grouped by simplex), six block-diagonal
 blur products and one slice for both kernels together, with the weights and
 normalisers folded into the slice; only ``C - 1`` classes are filtered (the
@@ -73,6 +74,7 @@ float32 (float64 for float64 logits) with autocast disabled.
 """
 import math
 import warnings
+from collections import OrderedDict
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -94,12 +96,19 @@ PRESETS = {
 }
 DEFAULT_PRESET = 'deeplabv2_voc'
 EXACT_MAX_PIXELS = 4096
+# Image sizes whose smoothness lattice DenseCRF keeps (see ``cache_smoothness``).
+SMOOTHNESS_CACHE_SIZE = 2
+_SMOOTHNESS_CACHE: 'OrderedDict[tuple, dict]' = OrderedDict()
 BLUR_RADIUS_STDS = 3.5
 LATTICE_GAIN = 0.567
 # Colours are clamped to [-margin, 255 + margin] so that lattice keys fit in an
 # int64 whatever the image holds; the widest margin that fits is used.
 COLOUR_MARGINS = (255.0, 127.0, 63.0, 31.0, 0.0)
 _KEY_BITS = 62
+# ReferenceLattice finds blur neighbours in a dense table of vertex codes when the
+# codes span at most this many per point (plus a constant): 2-D positions do.
+TABLE_MAX_CODES_PER_POINT = 16
+TABLE_MIN_CODES = 2**20
 
 
 def lattice_embedding(dim: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -578,20 +587,30 @@ class ReferenceLattice:
 
         # Group the points by simplex: (remainder-0 vertex, rank permutation).
         factorials = [math.factorial(dim - i) for i in range(steps)]
-        lehmer = torch.zeros_like(code0)
+        # (d + 1)! <= 40320 for d <= 7: 16 bits, or 32 beyond.
+        lehmer_type = torch.int16 if steps <= 8 else torch.int32
+        lehmer = torch.zeros(total, dtype=lehmer_type, device=device)
         for i in range(dim):
             for j in range(i + 1, steps):
-                lehmer += (rank[j] < rank[i]) * factorials[i]
+                lehmer.add_(rank[j] < rank[i], alpha=factorials[i])
+        first = torch.ones(total, dtype=torch.bool, device=device)
         if span * batch * math.factorial(steps) < 2**62:
-            order = torch.sort(code0 * math.factorial(steps) + lehmer)[1]
+            key = code0 * math.factorial(steps) + lehmer
+            if span * batch * math.factorial(steps) < 2**31:
+                order = torch.sort(key.int(), stable=True)[1]
+                grouped_key = key.index_select(0, order)
+            else:
+                grouped_key, order = torch.sort(key)
+            first[1:] = grouped_key[1:] != grouped_key[:-1]
+            grouped0 = code0.index_select(0, order)
         else:
             order = torch.sort(lehmer, stable=True)[1]
             order = order.index_select(0, torch.sort(code0.index_select(0, order),
                                                      stable=True)[1])
-        grouped0 = code0.index_select(0, order)
-        grouped_lehmer = lehmer.index_select(0, order)
-        first = torch.ones(total, dtype=torch.bool, device=device)
-        first[1:] = (grouped0[1:] != grouped0[:-1]) | (grouped_lehmer[1:] != grouped_lehmer[:-1])
+            grouped0 = code0.index_select(0, order)
+            grouped_lehmer = lehmer.index_select(0, order)
+            first[1:] = ((grouped0[1:] != grouped0[:-1]) |
+                         (grouped_lehmer[1:] != grouped_lehmer[:-1]))
         starts = first.nonzero().squeeze(1)
         num_simplices = starts.numel()
         counts = torch.diff(starts, append=starts.new_tensor([total]))
@@ -601,19 +620,34 @@ class ReferenceLattice:
 
         # Vertex k of a simplex: rem0 + k, minus d + 1 on the coordinates ranked
         # above d - k; as a code, linear in the coordinates.
+        # Vertex k is vertex k - 1 plus the diagonal, minus d + 1 on the coordinate
+        # of rank d - k + 1: a cumulative sum over the strides in rank order.
         representative = order.index_select(0, starts)
-        simplex_rank = [r.index_select(0, representative) for r in rank[:dim]]
+        simplex_rank = torch.stack(rank, -1).index_select(0, representative).long()
         simplex_code0 = grouped0.index_select(0, starts)
         diagonal = sum(strides)
+        step_strides = torch.tensor([steps * s for s in strides] + [0], device=device)
+        by_rank = torch.empty_like(simplex_rank).scatter_(
+            1, simplex_rank, step_strides.expand(num_simplices, steps))
+        codes = by_rank[:, 1:].flip(1).cumsum(1).neg_()
+        codes += simplex_code0[:, None]
+        codes += torch.arange(diagonal, steps * diagonal, diagonal, device=device)
+        codes = codes.t().contiguous()
+        # 32-bit keys sort several times faster; the order (stable) is the same.
+        narrow = span * batch < 2**31
+        self.span = span * batch
         keys, local, class_order = [], [], []
         for k in range(steps):
-            code = simplex_code0 + k * diagonal
-            for i in range(dim):
-                code = code - (simplex_rank[i] > dim - k) * (steps * strides[i])
             if k == 0:
-                sorted_code, by_code = code, None  # already sorted: simplices follow code0
+                # Already sorted: simplices follow code0.
+                sorted_code, by_code = simplex_code0, None
             else:
-                sorted_code, by_code = torch.sort(code, stable=True)
+                code = codes[k - 1]
+                if narrow:
+                    by_code = torch.sort(code.int(), stable=True)[1]
+                    sorted_code = code.index_select(0, by_code)
+                else:
+                    sorted_code, by_code = torch.sort(code, stable=True)
             new = torch.ones(num_simplices, dtype=torch.bool, device=device)
             new[1:] = sorted_code[1:] != sorted_code[:-1]
             ids = new.cumsum(0) - 1
@@ -651,6 +685,11 @@ class ReferenceLattice:
 
         # Blur neighbours along axis j: key - 1 + (d + 1) e_j (class k - 1) and
         # key + 1 - (d + 1) e_j (class k + 1); axis d is the implicit coordinate.
+        if self.span <= TABLE_MAX_CODES_PER_POINT * total + TABLE_MIN_CODES:
+            # Few enough codes (low-dimensional features: the smoothness kernel) for
+            # a table of vertex ids by code: a neighbour is a gather, no search.
+            self.neighbours = self._neighbours_by_table(keys, strides, device)
+            return
         neighbours = torch.full((steps, self.num_vertices, 2), -1, dtype=torch.long,
                                 device=device)
         # Only the first is searched: v is u's first neighbour iff u is v's second.
@@ -667,6 +706,24 @@ class ReferenceLattice:
                 neighbours[axis, :, 1].index_put_((found.masked_select(hit), ),
                                                   here.masked_select(hit))
         self.neighbours = neighbours
+
+    def _neighbours_by_table(self, keys: List[Tensor], strides: List[int],
+                             device: torch.device) -> Tensor:
+        """The ``(d + 1, M, 2)`` neighbours from a dense code -> vertex id table."""
+        steps = len(strides) + 1
+        all_keys = torch.cat(keys)
+        table = torch.full((self.span, ), -1, dtype=torch.int32, device=device)
+        table.index_copy_(0, all_keys,
+                          torch.arange(self.num_vertices, dtype=torch.int32, device=device))
+        diagonal = sum(strides)
+        neighbours = []
+        for axis in range(steps):
+            shift = -diagonal + (steps * strides[axis] if axis < len(strides) else 0)
+            # The digit margins keep every neighbour code inside the table.
+            neighbours.append(
+                torch.stack([table.index_select(0, all_keys + shift),
+                             table.index_select(0, all_keys - shift)], -1))
+        return torch.stack(neighbours).long()
 
 
 class _NormalisedKernels:
@@ -687,25 +744,46 @@ class _NormalisedKernels:
     others'.
     """
 
-    def __init__(self, lattices: Sequence[ReferenceLattice], weights: Sequence[float],
-                 normalization: str, dtype: torch.dtype) -> None:
+    def __init__(self,
+                 lattices: Sequence[ReferenceLattice],
+                 weights: Sequence[float],
+                 normalization: str,
+                 dtype: torch.dtype,
+                 caches: Optional[Sequence[Optional[dict]]] = None) -> None:
+        # caches[i]: a dict kept across calls for an image-independent lattice
+        # (the smoothness kernel's), filled here with its blurs and normaliser.
+        caches = [None] * len(lattices) if caches is None else caches
         device = lattices[0].vertex.device
         total = lattices[0].vertex.shape[0]
         self.total = total
         self.order = lattices[0].order
         position = torch.empty_like(self.order).index_copy_(
             0, self.order, torch.arange(total, device=device))
+        # The other lattices' splats read their points from this order directly
+        # (their columns are remapped once, instead of a gather per call).
         self.gathers = [None] + [position.index_select(0, l.order) for l in lattices[1:]]
-        self.blurs = [self._blur_matrices(lattice, dtype) for lattice in lattices]
-        self.splats = [self._splat_matrix(lattice, None) for lattice in lattices]
+        self.blurs = []
+        for lattice, cache in zip(lattices, caches):
+            if cache is not None and 'blurs' not in cache:
+                cache['blurs'] = self._blur_matrices(lattice, dtype)
+            self.blurs.append(self._blur_matrices(lattice, dtype) if cache is None else
+                              cache['blurs'])
+        self.splats = [self._splat_matrix(i, lattice, None) for i, lattice in enumerate(lattices)]
         raw = [self._slice_matrix(lattice) for lattice in lattices]
         ones = torch.ones(total, 1, dtype=dtype, device=device)
-        norms = [self._filter_one(i, ones, raw[i])[:, 0] for i in range(len(lattices))]
+        norms = []
+        for i, cache in enumerate(caches):
+            if cache is not None and 'norm' in cache:  # kept in spatial order
+                norms.append(cache['norm'].index_select(0, self.order))
+                continue
+            norms.append(self._filter_one(i, ones, raw[i])[:, 0])
+            if cache is not None:
+                cache['norm'] = torch.empty_like(norms[-1]).index_copy_(0, self.order, norms[-1])
         if normalization == 'symmetric':
             post = [(n + 1e-20).rsqrt() for n in norms]
             self.splats = [
-                self._splat_matrix(lattice, torch.empty_like(p).index_copy_(0, self.order, p))
-                for lattice, p in zip(lattices, post)
+                self._splat_matrix(i, lattice, torch.empty_like(p).index_copy_(0, self.order, p))
+                for i, (lattice, p) in enumerate(zip(lattices, post))
             ]
         else:
             post = [(n + 1e-20).reciprocal() for n in norms]
@@ -723,38 +801,55 @@ class _NormalisedKernels:
         """Per axis ``v + (v[n1] + v[n2]) / 2``; row M stays zero and stands for absent ones."""
         num = lattice.num_vertices
         device = lattice.vertex.device
-        crow = torch.arange(0, 3 * num + 1, 3, device=device)
+        # Built in the 32-bit indices that the products take (see _csr), for all
+        # axes at once; the crow and value arrays are shared by the axes.
+        index = torch.int32 if 3 * num < 2**31 else torch.long
+        crow = torch.arange(0, 3 * num + 1, 3, dtype=index, device=device)
         crow = torch.cat([crow, crow[-1:]])
         values = torch.tensor([1.0, 0.5, 0.5], dtype=dtype, device=device).repeat(num)
-        rows = torch.arange(num, device=device)[:, None]
-        return [
-            _csr(crow, torch.cat([rows, torch.where(found >= 0, found, num)], 1).reshape(-1),
-                 values, (num + 1, num + 1)) for found in lattice.neighbours
-        ]
+        neighbours = lattice.neighbours
+        columns = torch.empty(neighbours.shape[:2] + (3, ), dtype=index, device=device)
+        columns[..., 0] = torch.arange(num, dtype=index, device=device)
+        columns[..., 1:] = neighbours
+        columns[..., 1:].masked_fill_(neighbours < 0, num)
+        return [_csr(crow, c.view(-1), values, (num + 1, num + 1)) for c in columns]
 
-    def _splat_matrix(self, lattice: ReferenceLattice, scale: Optional[Tensor]) -> Tensor:
+    def _splat_matrix(self, index: int, lattice: ReferenceLattice,
+                      scale: Optional[Tensor]) -> Tensor:
         # Weights in grouped order, one row per class: class k's entries read row k.
-        weights = lattice.bary.index_select(0, lattice.order)
+        weights = self._grouped_bary(lattice)
         if scale is not None:
             weights = weights * scale.index_select(0, lattice.order)[:, None]
         weights = weights.t().contiguous()
         classes = lattice.splat_columns.view(weights.shape[0], -1)
         values = torch.cat([w.index_select(0, c) for w, c in zip(weights, classes)])
         crow = torch.cat([lattice.splat_crow, lattice.splat_crow[-1:]])  # + the zero row
-        return _csr(crow, lattice.splat_columns, values, (lattice.num_vertices + 1, self.total))
+        columns = lattice.splat_columns
+        if self.gathers[index] is not None:
+            columns = self.gathers[index].index_select(0, columns)
+        return _csr(crow, columns, values, (lattice.num_vertices + 1, self.total))
+
+    def _grouped_bary(self, lattice: ReferenceLattice) -> Tensor:
+        """The barycentric weights in the lattice's grouped order (the first lattice's
+        are needed twice: kept)."""
+        if lattice.order is not self.order:
+            return lattice.bary.index_select(0, lattice.order)
+        if getattr(self, '_first_grouped_bary', None) is None:
+            self._first_grouped_bary = lattice.bary.index_select(0, lattice.order)
+        return self._first_grouped_bary
 
     def _slice_matrix(self, lattice: ReferenceLattice) -> Tensor:
         steps = lattice.bary.shape[1]
         alpha = 1.0 / (1.0 + 2.0**-(steps - 1))
         columns = lattice.vertex.index_select(0, self.order)
-        values = lattice.bary.index_select(0, self.order) * alpha
+        values = (self._grouped_bary(lattice) if lattice.order is self.order else
+                  lattice.bary.index_select(0, self.order)).mul(alpha)
         return _csr(torch.arange(0, steps * self.total + 1, steps, device=columns.device),
                     columns.reshape(-1), values.reshape(-1),
                     (self.total, lattice.num_vertices + 1))
 
     def _filter_one(self, index: int, q: Tensor, slice_matrix: Tensor) -> Tensor:
-        gather = self.gathers[index]
-        values = self.splats[index] @ (q if gather is None else q.index_select(0, gather))
+        values = self.splats[index] @ q
         for blur in self.blurs[index]:
             values = blur @ values
         return slice_matrix @ values
@@ -804,6 +899,13 @@ class DenseCRF(nn.Module):
         method (str): ``'permutohedral'`` (linear time; default) or ``'exact'``
             (dense kernel matrices, images of at most :data:`EXACT_MAX_PIXELS`
             pixels).
+        cache_smoothness (bool): Keep the smoothness kernel's lattice, blurs and
+            normaliser (they depend on the image size only, not on its colours)
+            for the :data:`SMOOTHNESS_CACHE_SIZE` most recent image sizes, shared
+            by all instances; the results are the same either way. The memory
+            kept is about 200 bytes per pixel (50 MB at 512x512, with
+            ``smoothness_xy_std=1``). Only for the permutohedral method with
+            ``'row'`` or ``'symmetric'`` normalisation. Default True.
         normalization (str): How each kernel's message is normalised, with
             ``n_i`` the kernel's sum over all pixels ``j`` (itself included):
             ``'row'`` (default): divided by ``n_i``, a weighted average of the
@@ -832,7 +934,8 @@ class DenseCRF(nn.Module):
                  smoothness_weight: Optional[float] = None,
                  smoothness_xy_std: Optional[float] = None,
                  method: str = 'permutohedral',
-                 normalization: Optional[str] = None) -> None:
+                 normalization: Optional[str] = None,
+                 cache_smoothness: bool = True) -> None:
         super().__init__()
         if preset is not None and preset not in PRESETS:
             raise ValueError(f'DenseCRF: preset must be one of {tuple(PRESETS)} or None, got '
@@ -864,6 +967,10 @@ class DenseCRF(nn.Module):
         for name in ('appearance_xy_std', 'appearance_rgb_std', 'smoothness_xy_std'):
             setattr(self, name, _check_number(name, settings[name], True))
         self.method = method
+        if not isinstance(cache_smoothness, bool):
+            raise ValueError(f'DenseCRF: cache_smoothness must be True or False, got '
+                             f'{cache_smoothness!r}')
+        self.cache_smoothness = cache_smoothness
 
     def extra_repr(self) -> str:
         return (f'preset={self.preset!r}, num_iterations={self.num_iterations}, '
@@ -976,11 +1083,22 @@ class DenseCRF(nn.Module):
                                   colours / self.appearance_rgb_std], -1)
             lattices.append(ReferenceLattice(features, 'appearance_xy_std and appearance_rgb_std'))
             weights.append(self.appearance_weight)
+        caches = [None] * len(lattices)
         if self.smoothness_weight > 0:
-            lattices.append(ReferenceLattice(positions / self.smoothness_xy_std,
-                                             'smoothness_xy_std'))
+            # The smoothness lattice depends on the image size only: kept across calls.
+            key = (batch, height, width, self.smoothness_xy_std, dtype, images.device)
+            cache = _SMOOTHNESS_CACHE.pop(key, None) if self.cache_smoothness else None
+            if cache is None:
+                cache = dict(lattice=ReferenceLattice(positions / self.smoothness_xy_std,
+                                                      'smoothness_xy_std'))
+            if self.cache_smoothness:
+                _SMOOTHNESS_CACHE[key] = cache  # most recent last
+                while len(_SMOOTHNESS_CACHE) > SMOOTHNESS_CACHE_SIZE:
+                    _SMOOTHNESS_CACHE.popitem(last=False)
+            lattices.append(cache['lattice'])
+            caches.append(cache if self.cache_smoothness else None)
             weights.append(self.smoothness_weight)
-        return _NormalisedKernels(lattices, weights, self.normalization, dtype)
+        return _NormalisedKernels(lattices, weights, self.normalization, dtype, caches)
 
     def forward(self, logits: Tensor, images: Tensor) -> Tensor:
         """Marginals ``Q`` of shape ``(N, C, H, W)`` (probabilities over ``C``).
@@ -1034,11 +1152,11 @@ class DenseCRF(nn.Module):
         unary = unary.index_select(1, order)
         q = torch.softmax(unary, 0)
         last = channels - 1
+        # The marginals sum to one: the last class's message follows from the others'.
+        unary_last = unary[last] + kernels.constant
         for _ in range(self.num_iterations):
-            # The marginals sum to one: the last class's message follows from the others'.
             message = kernels(q[:last].t().contiguous())
-            update = torch.cat([unary[:last] + message.t(),
-                                (unary[last] + kernels.constant - message.sum(1))[None]])
+            update = torch.cat([unary[:last] + message.t(), (unary_last - message.sum(1))[None]])
             q = torch.softmax(update, 0)
         q = torch.empty_like(q).index_copy_(1, order, q)
         return q.view(channels, batch, height, width).permute(1, 0, 2, 3).contiguous()

@@ -223,6 +223,50 @@ def test_reference_lattice_matches_the_point_by_point_algorithm():
     torch.testing.assert_close(splat, expected)
 
 
+def test_neighbour_table_equals_the_sorted_search(monkeypatch):
+    # 2-D positions take the dense code table, 5-D features the binary search:
+    # force both paths on 2-D and 3-D features (few codes) and compare everything.
+    from mmplug_agg.models.layers import dense_crf
+    image, _ = photo_like_image(40, 52)
+    xs, ys = grid(40, 52)
+    positions = torch.stack([xs, ys], -1).reshape(1, -1, 2).float()
+    colours = image.permute(0, 2, 3, 1).reshape(1, -1, 3).float()
+    for features in (positions / 1.0, torch.cat([positions / 4, colours[..., :1] / 30], -1)):
+        lattices = []
+        for per_point, minimum in ((0, 0), (10**9, 2**40)):  # search, then table
+            monkeypatch.setattr(dense_crf, 'TABLE_MAX_CODES_PER_POINT', per_point)
+            monkeypatch.setattr(dense_crf, 'TABLE_MIN_CODES', minimum)
+            lattices.append(ReferenceLattice(torch.cat([features, features.flip(1)])))
+        searched, tabled = lattices
+        assert searched.num_vertices == tabled.num_vertices
+        assert (searched.neighbours >= 0).any() and (searched.neighbours < 0).any()
+        for name in ('neighbours', 'vertex', 'order', 'splat_crow', 'splat_columns', 'bary'):
+            assert torch.equal(getattr(searched, name), getattr(tabled, name)), name
+
+
+def test_cached_smoothness_lattice_gives_the_same_marginals():
+    from mmplug_agg.models.layers import dense_crf
+    image, label = photo_like_image(37, 45)
+    logits = noisy_logits(label, num_classes=4).float()
+    for normalization in ('row', 'symmetric'):
+        dense_crf._SMOOTHNESS_CACHE.clear()
+        cold = DenseCRF(normalization=normalization, cache_smoothness=False)(logits, image)
+        assert not dense_crf._SMOOTHNESS_CACHE
+        crf = DenseCRF(normalization=normalization)
+        first, again = crf(logits, image), crf(logits, image)  # builds, then reuses
+        assert torch.equal(first, cold) and torch.equal(again, cold)
+        # Other colours, same size: the kept lattice is the colour-independent one.
+        other = DenseCRF(normalization=normalization, cache_smoothness=False)(logits, 255 - image)
+        assert torch.equal(crf(logits, 255 - image), other)
+    assert len(dense_crf._SMOOTHNESS_CACHE) == 1
+    for size in ((20, 21), (22, 23), (24, 25)):
+        DenseCRF(num_iterations=1)(logits[..., :size[0], :size[1]], image[..., :size[0], :size[1]])
+    assert len(dense_crf._SMOOTHNESS_CACHE) == dense_crf.SMOOTHNESS_CACHE_SIZE
+    assert [key[1:3] for key in dense_crf._SMOOTHNESS_CACHE] == [(22, 23), (24, 25)][
+        -dense_crf.SMOOTHNESS_CACHE_SIZE:]
+    dense_crf._SMOOTHNESS_CACHE.clear()
+
+
 def test_embedding_is_a_scaled_isometry_onto_the_zero_sum_plane():
     for dim in (1, 2, 5):
         embedding = lattice_embedding(dim)
@@ -480,6 +524,7 @@ def test_gradients_reach_the_logits(method):
     (dict(smoothness_xy_std=0), 'smoothness_xy_std'),
     (dict(smoothness_xy_std=float('nan')), 'smoothness_xy_std'),
     (dict(method='mean_field'), "'permutohedral', 'exact'"),
+    (dict(cache_smoothness=1), 'cache_smoothness'),
 ])
 def test_bad_arguments_name_the_argument(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
