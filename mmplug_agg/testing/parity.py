@@ -136,11 +136,14 @@ def _canonical_order(instances, decimals: int = 2):
 def detection_diffs(got: Sequence, expected: Sequence, order_free: bool = False) -> dict:
     """Compare two lists of DetDataSamples: counts, labels, largest score and box gaps.
 
+    ``box`` is the largest coordinate gap in pixels, ``box_rel`` the largest gap relative
+    to its coordinate (at least 1 px).
+
     Args:
         order_free: compare the detections as sets. Random heads give many equal scores
             (within rounding) whose order NMS and top-k may swap; the sets must still agree.
     """
-    result = dict(count=0, same_count=True, same_labels=True, score=0.0, box=0.0)
+    result = dict(count=0, same_count=True, same_labels=True, score=0.0, box=0.0, box_rel=0.0)
     for g, e in zip(got, expected):
         g, e = g.pred_instances, e.pred_instances
         if len(g) != len(e):
@@ -152,7 +155,11 @@ def detection_diffs(got: Sequence, expected: Sequence, order_free: bool = False)
         result['same_labels'] &= bool(torch.equal(g.labels, e.labels))
         if len(g):
             result['score'] = max(result['score'], (g.scores - e.scores).abs().max().item())
-            result['box'] = max(result['box'], (g.bboxes - e.bboxes).abs().max().item())
+            gap = (g.bboxes - e.bboxes).abs()
+            result['box'] = max(result['box'], gap.max().item())
+            # Relative to each coordinate (float32 resolves about 1.2e-7 of a value).
+            rel = gap / e.bboxes.abs().clamp(min=1.0)
+            result['box_rel'] = max(result['box_rel'], rel.max().item())
     return result
 
 
@@ -174,6 +181,42 @@ def assert_same_segmentation(got: Sequence, expected: Sequence, atol: float = 1e
     for g, e in zip(got, expected):
         assert torch.equal(g.pred_sem_seg.data, e.pred_sem_seg.data)
         assert max_abs_diff(g.seg_logits.data, e.seg_logits.data) < atol
+
+
+class _Float64NMS:
+    """mmcv's compiled ops with an ``nms`` that also takes float64 boxes (torchvision's)."""
+
+    def __init__(self, ext_module) -> None:
+        self._ext = ext_module
+
+    def __getattr__(self, name: str):
+        return getattr(self._ext, name)
+
+    def nms(self, boxes, scores, iou_threshold: float, offset: int):
+        if boxes.dtype != torch.float64:
+            return self._ext.nms(boxes, scores, iou_threshold=iou_threshold, offset=offset)
+        import torchvision
+        if offset != 0:
+            raise NotImplementedError('float64 NMS is torchvision\'s, which has no offset')
+        # Both keep the highest-scoring box of each cluster with the same IoU
+        # (areas without the +1 offset), so only rounding can tell them apart.
+        return torchvision.ops.nms(boxes, scores, iou_threshold)
+
+
+@contextlib.contextmanager
+def float64_nms() -> Iterator[None]:
+    """Let mmcv's ``nms`` (float32 only on the CPU) run on float64 boxes.
+
+    A float32 parity test of a detector at full size meets NMS and top-k decisions
+    that 1e-7 rounding flips (random weights give many near-equal scores and IoUs
+    near the threshold); in float64 both sides make the same decisions, so the
+    detections can be compared one by one.
+    """
+    import importlib
+    from unittest import mock
+    module = importlib.import_module('mmcv.ops.nms')
+    with mock.patch.object(module, 'ext_module', _Float64NMS(module.ext_module)):
+        yield
 
 
 def numel(params: Iterable[torch.Tensor]) -> int:

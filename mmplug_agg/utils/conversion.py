@@ -180,7 +180,8 @@ def convert_checkpoint(src: str, dst: str, convert: Callable[[SourceState], Stat
                        expected: Union[Mapping[str, torch.Tensor],
                                        Callable[[], Mapping[str, torch.Tensor]], None] = None,
                        meta: Optional[dict] = None,
-                       log: Callable[[str], None] = print) -> StateDict:
+                       log: Callable[[str], None] = print,
+                       target_name: Optional[str] = None) -> StateDict:
     """Load ``src``, convert it, check it against ``expected`` and write ``dst``.
 
     Args:
@@ -190,8 +191,10 @@ def convert_checkpoint(src: str, dst: str, convert: Callable[[SourceState], Stat
         expected: the target model's state dict, or a function returning it (called
             after ``convert``, so a converter may pick the target from the source); when
             given, any missing, unexpected or mis-shaped key stops the conversion.
-        meta: extra ``meta`` entries (the source file name and sha256 are always added).
+        meta: extra ``meta`` entries (the source file name and sha256 are always added);
+            read when ``dst`` is written, so ``convert`` may still add to it.
         log: where the report goes.
+        target_name: what ``expected`` is, for the error message (e.g. ``'dla34'``).
 
     Returns:
         The converted state dict.
@@ -200,6 +203,8 @@ def convert_checkpoint(src: str, dst: str, convert: Callable[[SourceState], Stat
         UserFacingError: another architecture, unmapped keys or a mismatch; ``dst`` is
             then not written.
     """
+    if not osp.isfile(src):
+        raise UserFacingError(f"checkpoint '{src}' does not exist")
     digest = sha256sum(src)
     log(f'source: {src}')
     log(f'sha256: {digest}')
@@ -218,6 +223,9 @@ def convert_checkpoint(src: str, dst: str, convert: Callable[[SourceState], Stat
         for line in report.lines():
             log(line)
         if not report.ok:
+            if target_name:
+                raise UserFacingError(f'the checkpoint does not match {target_name}; '
+                                      'nothing written')
             raise UserFacingError('the converted checkpoint does not match the target '
                                   'model; nothing written')
     save_checkpoint(converted, dst, dict(meta or {}, converted_from=osp.basename(src),

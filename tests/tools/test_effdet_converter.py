@@ -3,9 +3,11 @@
 Parity (``mmplug_agg.testing.effdet_parity``): effdet's model with random weights, BN
 statistics, redundant biases and fusion weights, converted and loaded strictly into our
 config, predicts what effdet predicts on the same image: raw head outputs and the final
-detections of effdet's ``DetBenchPredict`` against our ``_hardnms`` post-processing. D0
-at 256 px here (TF SAME padding acts on every even-sized level); D0 and D3 at their full
-sizes in ``benchmarks/check_effdet_conversion.py``.
+detections of effdet's ``DetBenchPredict`` against our ``_hardnms`` post-processing, in
+float64 (the same function: identical detections in the same order) and float32 (within
+float32's accumulation error; detections compared so that exact or near score ties cannot
+decide, ``match_detections``). D0 at 256 px here (TF SAME padding acts on every even-sized
+level); D0 and D3 at their full sizes in ``benchmarks/check_effdet_conversion.py``.
 """
 import runpy
 import sys
@@ -16,7 +18,8 @@ from mmengine.runner import CheckpointLoader
 
 import mmplug_agg  # noqa: F401
 from mmplug_agg.testing.cli import TOOLS_DIR, last_line
-from mmplug_agg.testing.effdet_parity import build_effdet, build_ours, check_effdet_parity
+from mmplug_agg.testing.effdet_parity import (build_effdet, build_ours, check_effdet_parity,
+                                              match_detections)
 from mmplug_agg.utils.conversion import SourceState
 from mmplug_agg.utils.effdet_conversion import (COCO_CATEGORY_IDS, EFFDET_ASPECTS,
                                                 anchor_permutation, convert_effdet)
@@ -59,14 +62,54 @@ def run_converter(args, monkeypatch, capsys):
     ('efficientdet_d0', 'efficientdet_d0_bifpn_coco_effdet.py'),  # symmetric, BN eps 1e-5
 ])
 def test_converted_model_predicts_what_effdet_predicts(name, config):
-    result = check_effdet_parity(name, config, SIZE)
+    result = check_effdet_parity(name, config, SIZE, dtypes=(torch.float32, torch.float64))
+    # float64: the same function up to rounding, so the same detections in the same order.
+    assert result['float64_cls_max_abs'] < 1e-9 and result['float64_box_max_abs'] < 1e-9, result
+    assert result['float64_det_matched'] == 2 * 100, result
+    assert result['float64_det_same_order'] == 1.0, result
+    assert result['float64_det_score_max_abs'] < 1e-6, result
+    # float32, what users run: accumulation order differs, within float32's own error.
     assert result['cls_max_abs'] < 1e-4 and result['box_max_abs'] < 1e-4, result
     assert result['max_abs_delta'] < 4.0, result  # below mmdet's dw/dh clamp: same decoding
     assert result['num_dets'] == 2 * 100, result  # 2 images, 100 detections each
     assert result['det_labels_equal'] == 1.0, result
+    assert result['det_inversions_beyond_tol'] == 0, result
     assert result['det_score_max_abs'] < 1e-4, result
     # Boxes agree to float32 rounding of coordinates up to ~1000 px (largest anchors).
     assert result['det_box_max_abs'] < 1e-2, result
+
+
+def test_detection_matching_forgives_ties_only():
+    boxes = torch.tensor([[0., 0., 10., 10.], [20., 20., 40., 40.], [50., 0., 60., 30.],
+                          [0., 50., 30., 60.]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    labels = torch.tensor([1, 2, 3, 4])
+
+    def match(b, s, lab):
+        return match_detections(boxes, scores, labels, b, s, lab, score_tol=1e-4, box_tol=1e-2)
+
+    same = match(boxes + 1e-3, scores + 5e-5, labels)
+    assert same['matched'] == 4 and same['unmatched'] == 0 and same['same_order'] == 1.0
+    # Two scores within the tolerance may come out in either order.
+    near = scores.clone()
+    near[2] = 0.80005
+    ref_near = match_detections(boxes, near, labels, boxes[[0, 2, 1, 3]], near[[0, 2, 1, 3]],
+                                labels[[0, 2, 1, 3]], score_tol=1e-4, box_tol=1e-2)
+    assert ref_near['matched'] == 4 and ref_near['same_order'] == 0.0
+    assert ref_near['inversions'] == 1 and ref_near['inversions_beyond_tol'] == 0
+    # Scores 0.1 apart may not.
+    swapped = match(boxes[[0, 2, 1, 3]], scores[[0, 2, 1, 3]], labels[[0, 2, 1, 3]])
+    assert swapped['matched'] == 4 and swapped['inversions_beyond_tol'] == 1
+    # NMS kept the other of two overlapping same-class boxes with near-equal scores: a tie.
+    flipped_boxes = boxes.clone()
+    flipped_boxes[1] = torch.tensor([21., 21., 41., 41.])
+    flip = match(flipped_boxes, scores + torch.tensor([0, 3e-5, 0, 0]), labels)
+    assert flip['unmatched'] == 2 and flip['unexplained'] == 0
+    # A wrong label or a far-off score is a real disagreement.
+    wrong = match(boxes, scores, torch.tensor([1, 2, 5, 4]))
+    assert wrong['unmatched'] == 2 and wrong['unexplained'] == 2
+    off = match(boxes, scores - torch.tensor([0, 0.01, 0, 0]), labels)
+    assert off['unexplained'] == 2
 
 
 def test_80_class_config_keeps_the_coco_rows():
@@ -74,6 +117,18 @@ def test_80_class_config_keeps_the_coco_rows():
                                  num_classes=80, seed=3)
     assert result['cls_max_abs'] < 1e-4 and result['box_max_abs'] < 1e-4, result
     assert len(COCO_CATEGORY_IDS) == 80 and COCO_CATEGORY_IDS[:12][-1] == 13
+
+
+def test_odd_feature_sizes_match_effdet():
+    # 200 px: P3-P7 are 25, 13, 7, 4, 2 pixels, so SAME padding is asymmetric in the
+    # backbone's stride-2 convs and the BiFPN's pools, and nearest upsampling uneven.
+    # Raw outputs only (80 classes): effdet places anchors at image_size / feature size
+    # (non-integer strides here), mmdet at the integer strides, so detections agree only
+    # at sizes divisible by 128, which every config pads to.
+    result = check_effdet_parity('tf_efficientdet_d0', 'efficientdet_d0_bifpn_coco.py', 200,
+                                 num_classes=80, dtypes=(torch.float32, torch.float64))
+    assert result['float64_cls_max_abs'] < 1e-9 and result['float64_box_max_abs'] < 1e-9, result
+    assert result['cls_max_abs'] < 1e-4 and result['box_max_abs'] < 1e-4, result
 
 
 def test_anchor_generator_reproduces_effdet_anchors():

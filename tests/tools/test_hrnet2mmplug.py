@@ -91,17 +91,32 @@ def test_mmseg_fcn_hrnet_segments_as_mmseg_does(tmp_path, capsys):
 
 def test_mmdet_hrnet_faster_rcnn_detects_as_mmdet_does(tmp_path, capsys):
     reference, ours = convert_random_original('det', tmp_path, capsys)
-    assert type(ours.neck).__name__ == 'HRNetV2pNeck'
-    # Padded to 128 x 192: HRFPN floors the stride-64 level's size, HRNetV2pNeck takes
-    # ceil(h / 64), so the two agree where the padded size is a multiple of 64 (see
-    # docs/model_zoo.md).
-    batch = make_det_batch(1, (117, 181), num_classes=80, seed=2)
+    assert type(ours.neck).__name__ == 'HRNetV2pNeck' and ours.neck.pooling_size == 'floor'
+    # 200 x 296 is padded to 224 x 320 (pad_size_divisor=32): the stride-4 map is 56 x 80,
+    # so P6 has 56 / 16 = 3.5 rows, where HRFPN floors (3) and stride-2 convs would ceil.
+    batch = make_det_batch(1, (200, 296), num_classes=80, seed=2)
     with torch.no_grad(), record_outputs(detector_heads(reference)) as raw_ref, \
-            record_outputs(detector_heads(ours)) as raw_ours:
+            record_outputs(detector_heads(ours)) as raw_ours, \
+            record_outputs([reference.neck]) as ref_levels:
         expected = reference.test_step(copy.deepcopy(batch))
         got = ours.test_step(copy.deepcopy(batch))
+    assert tuple(ref_levels[0][4].shape[-2:]) == (3, 5)
     assert len(raw_ref) == 2 and max_abs_diff(raw_ours, raw_ref) < 1e-4
     assert assert_same_detections(got, expected, atol=1e-4) == 100
+
+    # The image does tell the modes apart: ceil-sized levels give another P6.
+    ours.neck.pooling_size = 'ceil'
+    with torch.no_grad(), record_outputs([ours.neck]) as ceil_levels:
+        ours.test_step(copy.deepcopy(batch))
+    assert tuple(ceil_levels[0][4].shape[-2:]) == (4, 5)
+
+
+def test_a_config_whose_neck_does_not_floor_gets_a_note(tmp_path):
+    ours = Config.fromfile(CONFIG_DIR / DET[1])
+    assert hrnet2mmplug.neck_note(str(CONFIG_DIR / DET[1])) is None
+    ours.merge_from_dict(dict(model=dict(neck=dict(pooling_size='ceil'))))
+    ours.dump(str(tmp_path / 'ceil.py'))
+    assert "set pooling_size='floor'" in hrnet2mmplug.neck_note(str(tmp_path / 'ceil.py'))
 
 
 @pytest.mark.parametrize('width,config', [(270, 'hrnetv2_w18_cityscapes_512x1024_80k.py'),

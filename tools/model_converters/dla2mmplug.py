@@ -1,10 +1,13 @@
 """Convert an official (ucbdrive/dla) or timm DLA checkpoint to mmplug_agg's DLA keys.
 
-The classifier and the projections that the official code computes and
-discards in deep trees are dropped; the stem, conv levels and projections are
-renamed to mmcv ``ConvModule`` names. With ``--arch`` the result is loaded
-into ``DLA(arch)`` and the missing/unexpected keys are reported (the tool fails
-if there are any).
+The classifier and the projections that the official code computes and discards in
+deep trees are dropped; the stem, conv levels and projections are renamed to mmcv
+``ConvModule`` names. The result is checked strictly (keys and shapes) against
+``DLA(arch)``: the ``--arch`` given, or else the one architecture whose tensors the
+checkpoint has (the tool names it). As every converter here (``mmplug_agg/utils/
+conversion.py``), it logs the file's sha256, the keys dropped on purpose and any it
+could not place, refuses a checkpoint of another architecture with one line, writes
+nothing if anything does not fit, and writes an mmengine checkpoint.
 
 Example:
     python tools/model_converters/dla2mmplug.py dla34-ba72cf86.pth dla34_mmplug.pth --arch dla34
@@ -13,61 +16,78 @@ Example:
     #               init_cfg=dict(type='Pretrained', checkpoint='dla34_mmplug.pth'))
 """
 import argparse
-import os.path as osp
-from typing import Dict
+from typing import Dict, List, Mapping, Optional
 
 import torch
 
 from mmplug_agg.models.backbones import DLA, DLA_ARCHS, convert_dla_state_dict
+from mmplug_agg.utils.conversion import SourceState, convert_checkpoint, match_state_dict
 from mmplug_agg.utils.launch import UserFacingError, run_cli
 
+ARCH = 'DLA ImageNet classifier (ucbdrive/dla or timm dla.py)'
+REQUIRED_KEYS = ('base_layer.0.weight', 'level0.0.weight', 'level1.0.weight',
+                 'level5.root.conv.weight')
 
-def load_source(path: str) -> Dict[str, torch.Tensor]:
-    if not osp.isfile(path):
-        raise UserFacingError(f"checkpoint '{path}' does not exist")
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file  # timm's Hugging Face hub format
-        return load_file(path)
-    # Official and timm checkpoints are plain tensor dicts: no pickled objects needed.
-    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(wrapper), dict):
-            checkpoint = checkpoint[wrapper]
-    if not isinstance(checkpoint, dict) or not checkpoint:
-        raise UserFacingError(f"'{path}' holds no state dict")
-    return checkpoint
+
+def convert_dla(source: SourceState) -> Dict[str, torch.Tensor]:
+    """ucbdrive/timm DLA keys -> :class:`DLA` keys; the classifier is dropped on purpose."""
+    if 'base.base_layer.0.weight' in source:
+        raise UserFacingError(f'{source.name} holds a DLA inside a detector or segmentor '
+                              '(base.* keys): use centernet2mmplug.py (CenterNet) or '
+                              'dlaup2mmplug.py (ucbdrive DLA-Up)')
+    source.require_keys(REQUIRED_KEYS, ARCH)
+    converted, dropped = convert_dla_state_dict({k: source.take(k) for k in source.keys()})
+    source.skipped.extend(dropped)
+    return converted
+
+
+def arch_state_dict(arch: str) -> Dict[str, torch.Tensor]:
+    """``DLA(arch).state_dict()`` with shapes only (built on the meta device: no memory)."""
+    with torch.device('meta'):
+        return DLA(arch).state_dict()
+
+
+def infer_arch(converted: Mapping[str, torch.Tensor], name: str) -> str:
+    """The one DLA architecture whose keys and shapes ``converted`` has exactly."""
+    matches: List[str] = [arch for arch in sorted(DLA_ARCHS)
+                          if match_state_dict(converted, arch_state_dict(arch)).ok]
+    if len(matches) != 1:
+        found = 'none' if not matches else ', '.join(matches)
+        raise UserFacingError(f'{name} fits {found} of the DLA architectures '
+                              f'({", ".join(sorted(DLA_ARCHS))}): pass --arch to see which '
+                              'keys differ')
+    return matches[0]
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='official or timm checkpoint (.pth/.pth.tar/.safetensors)')
-    parser.add_argument('dst', help='where to write the converted checkpoint')
+    parser.add_argument('dst', help='where to write the mmengine checkpoint')
     parser.add_argument('--arch', choices=sorted(DLA_ARCHS),
-                        help='check the result loads strictly into DLA(arch)')
+                        help='the DLA the checkpoint must fit strictly (default: the one '
+                        'architecture it fits, found from its tensors)')
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    converted, dropped = convert_dla_state_dict(load_source(args.src))
-    print(f'converted {len(converted)} tensors; dropped {len(dropped)}: '
-          f'{", ".join(dropped) if dropped else "none"}')
-    if args.arch:
-        expected = DLA(args.arch).state_dict()
-        # Checkpoints from before torch 0.4.1 have no BN counters; loading creates them.
-        missing = [k for k in expected
-                   if k not in converted and not k.endswith('num_batches_tracked')]
-        unexpected = [k for k in converted if k not in expected]
-        mismatched = [f'{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}'
-                      for k, v in converted.items() if k in expected and v.shape != expected[k].shape]
-        print(f'missing keys: {", ".join(missing) or "none"}')
-        print(f'unexpected keys: {", ".join(unexpected) or "none"}')
-        print(f'shape mismatches (checkpoint vs {args.arch}): {", ".join(mismatched) or "none"}')
-        if missing or unexpected or mismatched:
-            raise UserFacingError(f'the checkpoint does not match {args.arch}; nothing written')
-    torch.save({'state_dict': converted, 'meta': {'converted_from': osp.basename(args.src)}},
-               args.dst)
-    print(f'wrote {args.dst}')
+    target: Dict[str, Optional[str]] = {'arch': args.arch}
+    meta = dict(converter='dla2mmplug')
+
+    def convert(source: SourceState) -> Dict[str, torch.Tensor]:
+        converted = convert_dla(source)
+        if target['arch'] is None:
+            target['arch'] = infer_arch(converted, source.name)
+            print(f"arch: {target['arch']} (the only DLA these tensors fit)")
+        else:
+            print(f"arch: {target['arch']}")
+        meta['arch'] = target['arch']  # read when the checkpoint is written
+        return converted
+
+    convert_checkpoint(args.src, args.dst, convert,
+                       expected=lambda: arch_state_dict(target['arch']),
+                       meta=meta,
+                       target_name=args.arch)
 
 
 if __name__ == '__main__':

@@ -8,8 +8,11 @@
 Our head and neck were written with the parameter names of mmseg's and mmdet's modules,
 so every tensor keeps its name: the tool checks that the file has that layout, that it
 fits the target config strictly (keys and shapes), logs the file's sha256 and writes an
-mmengine checkpoint. The target is picked from the tensors' widths unless ``--config``
-names one (e.g. a config of yours with HRNet-W18 and ``HRNetV2pNeck``).
+mmengine checkpoint. HRFPN floors the size of its pooled levels (as the official
+HRNet-Object-Detection code); our detection config sets ``HRNetV2pNeck(pooling_size=
+'floor')`` to match, and the tool says so when a ``--config`` of yours does not. The
+target is picked from the tensors' widths unless ``--config`` names one (e.g. a config
+of yours with HRNet-W18 and ``HRNetV2pNeck``).
 
 Example:
     python tools/model_converters/hrnet2mmplug.py \\
@@ -18,7 +21,7 @@ Example:
 """
 import argparse
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -70,6 +73,19 @@ def default_config(source: SourceState) -> str:
     return str(CONFIG_DIR / table[width])
 
 
+def neck_note(config: str) -> Optional[str]:
+    """A warning when ``config``'s HRNetV2pNeck will not size its levels as HRFPN does."""
+    from mmengine.config import Config
+    neck = Config.fromfile(config).get('model', {}).get('neck') or {}
+    if neck.get('type') == 'HRNetV2pNeck' and str(neck.get('pooling_size', 'ceil')).lower() \
+            != 'floor':
+        return ("note: the config's HRNetV2pNeck has pooling_size="
+                f"{neck.get('pooling_size', 'ceil')!r}; mmdet's HRFPN floors, so predictions "
+                "differ from mmdet's where the padded input's sides are not multiples of 64: "
+                "set pooling_size='floor'")
+    return None
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='mmseg fcn_hr* or mmdet faster_rcnn_hrnetv2p_* checkpoint')
@@ -87,6 +103,10 @@ def main() -> None:
         converted = convert_hrnet(source)
         target['config'] = args.config or default_config(source)
         print(f"target config: {target['config']}")
+        if layout(source) == 'det':
+            note = neck_note(target['config'])
+            if note:
+                print(note)
         return converted
 
     convert_checkpoint(args.src, args.dst, convert,

@@ -227,12 +227,17 @@ class BiFPNNode(nn.Module):
             for x in inputs[1:]:
                 out = out + x
             return out
-        weights = self.fusion_weights.to(inputs[0].dtype)
+        # Normalised in float32 (float64 stays float64) and only then cast: under float16
+        # autocast the sum and fusion_eps (1e-4) would otherwise round, and the weights no
+        # longer sum to one.
+        weights = self.fusion_weights.to(
+            torch.promote_types(self.fusion_weights.dtype, torch.float32))
         if self.fusion_mode == 'attn':
             weights = torch.softmax(weights, dim=0)
         else:
             weights = F.relu(weights)
             weights = weights / (weights.sum() + self.fusion_eps)
+        weights = weights.to(inputs[0].dtype)
         out = inputs[0] * weights[0]
         for index in range(1, len(inputs)):
             out = torch.addcmul(out, inputs[index], weights[index])

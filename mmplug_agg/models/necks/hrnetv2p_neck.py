@@ -8,9 +8,12 @@ Visual Recognition", HRNetV2p).
 
 Compared with mmdet's ``HRFPN`` (same parameter names, so its checkpoints load):
 
-* sizes are exact: branches are resized to branch 0's size (not multiplied by
-  2**i) and level i has the size a chain of i stride-2 convs would give,
-  ceil(h / 2**i), so inputs whose side is not a multiple of 32 work;
+* branches are resized to branch 0's exact size (not multiplied by 2**i), so inputs
+  whose side is not a multiple of 32 work;
+* ``pooling_size`` says how a pooled level's size is rounded where 2**i does not
+  divide branch 0's size: ``'floor'`` as HRFPN and the official HRNet-Object-Detection
+  code (strided pooling drops the last rows), ``'ceil'`` the size a chain of i
+  stride-2 convs would give (adaptive pooling covers every row);
 * ``norm_cfg`` is applied to the reduction and to every level conv;
 * ``act_cfg`` adds an activation after the level convs (default none, as HRFPN);
 * bad arguments raise one ``ValueError`` that names the argument.
@@ -35,6 +38,7 @@ from mmplug_agg.models.layers.channel_check import check_in_channels
 from mmplug_agg.registry import register_neck
 
 POOLING_TYPES = ('AVG', 'MAX')
+POOLING_SIZES = ('floor', 'ceil')
 
 
 def check_channel_list(in_channels, owner: str) -> List[int]:
@@ -130,8 +134,15 @@ def resize_concat_conv(branches: Sequence[Tensor],
     return out
 
 
-def pyramid_sizes(height: int, width: int, num_levels: int) -> List[Tuple[int, int]]:
-    """Level i has size ceil(h / 2**i) x ceil(w / 2**i), as i stride-2 convs give."""
+def pyramid_sizes(height: int,
+                  width: int,
+                  num_levels: int,
+                  rounding: str = 'ceil') -> List[Tuple[int, int]]:
+    """Level i has size ceil(h / 2**i) x ceil(w / 2**i) (as i stride-2 convs give)
+    or, with ``rounding='floor'``, floor(h / 2**i) x floor(w / 2**i) (as a pooling
+    with kernel and stride 2**i gives)."""
+    if rounding == 'floor':
+        return [(height // 2**i, width // 2**i) for i in range(num_levels)]
     sizes = [(height, width)]
     for _ in range(1, num_levels):
         h, w = sizes[-1]
@@ -147,9 +158,16 @@ class HRNetV2pNeck(BaseModule):
         in_channels (list[int]): Channels of each branch, highest resolution
             first (HRNet-W32: ``[32, 64, 128, 256]``).
         out_channels (int): Channels of every pyramid level.
-        num_outs (int): Number of pyramid levels; level i is pooled to
-            ceil(h / 2**i) x ceil(w / 2**i) of the first branch's size.
+        num_outs (int): Number of pyramid levels; level i is pooled by 2**i
+            from the first branch's size h x w (see ``pooling_size``).
         pooling_type (str): ``'AVG'`` or ``'MAX'``.
+        pooling_size (str): How level i's size is rounded where 2**i does not
+            divide h or w. ``'ceil'`` (default): ceil(h / 2**i) x ceil(w / 2**i),
+            the size i stride-2 convs give, by adaptive pooling over every row.
+            ``'floor'``: floor(h / 2**i) x floor(w / 2**i), pooling with kernel
+            and stride 2**i that drops the last rows, as mmdet's HRFPN and the
+            official HRNet detection code do (needed for their checkpoints to
+            predict as there; the two agree where 2**i divides h and w).
         conv_cfg (dict, optional): Conv layer config of all convs.
         norm_cfg (dict, optional): Norm layer config, applied after the 1x1
             reduction and after every 3x3 level conv.
@@ -169,6 +187,7 @@ class HRNetV2pNeck(BaseModule):
                  out_channels: int,
                  num_outs: int = 5,
                  pooling_type: str = 'AVG',
+                 pooling_size: str = 'ceil',
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = None,
@@ -185,7 +204,11 @@ class HRNetV2pNeck(BaseModule):
         if not isinstance(pooling_type, str) or pooling_type.upper() not in POOLING_TYPES:
             raise ValueError(f'{name}: pooling_type must be one of {POOLING_TYPES}, '
                              f'got {pooling_type!r}')
+        if not isinstance(pooling_size, str) or pooling_size.lower() not in POOLING_SIZES:
+            raise ValueError(f'{name}: pooling_size must be one of {POOLING_SIZES}, '
+                             f'got {pooling_size!r}')
         self.out_channels = out_channels
+        self.pooling_size = pooling_size.lower()
         self.num_ins = len(self.in_channels)
         self.num_outs = num_outs
         self.pooling_type = pooling_type.upper()
@@ -217,6 +240,10 @@ class HRNetV2pNeck(BaseModule):
         if level == 0:
             return x
         factor = 2**level
+        pool = F.avg_pool2d if self.pooling_type == 'AVG' else F.max_pool2d
+        if self.pooling_size == 'floor':
+            # Strided pooling floors at any size, exported graphs included.
+            return pool(x, kernel_size=factor, stride=factor)
         if is_exporting():
             # Divisibility is a property of one traced size: the graph takes the adaptive
             # bins (equal to strided pooling where the size divides) at any size.
@@ -225,7 +252,6 @@ class HRNetV2pNeck(BaseModule):
             return export_adaptive_max_pool2d(x, size, max_bin=factor + 1)
         if x.shape[-2] % factor == 0 and x.shape[-1] % factor == 0:
             # Divisible: plain strided pooling gives the size exactly.
-            pool = F.avg_pool2d if self.pooling_type == 'AVG' else F.max_pool2d
             return pool(x, kernel_size=factor, stride=factor)
         pool = F.adaptive_avg_pool2d if self.pooling_type == 'AVG' else F.adaptive_max_pool2d
         return pool(x, size)
@@ -244,7 +270,14 @@ class HRNetV2pNeck(BaseModule):
         check_in_channels(f'{name} (neck)', inputs, self.in_channels)
         check_branches(inputs, self.in_channels, name)
         reduced = self._maybe_checkpoint(self._reduce, *inputs)
-        sizes = pyramid_sizes(reduced.shape[-2], reduced.shape[-1], self.num_outs)
+        sizes = pyramid_sizes(reduced.shape[-2], reduced.shape[-1], self.num_outs,
+                              self.pooling_size)
+        if self.pooling_size == 'floor' and not is_exporting() and min(sizes[-1]) < 1:
+            raise ValueError(
+                f"{name}: with pooling_size='floor' level {self.num_outs - 1} pools by "
+                f'{2**(self.num_outs - 1)}, more than the first branch\'s size '
+                f'{tuple(reduced.shape[-2:])}: use a larger input, fewer num_outs or '
+                "pooling_size='ceil'")
         outs = []
         for level, (conv, size) in enumerate(zip(self.fpn_convs, sizes)):
             outs.append(self._maybe_checkpoint(conv, self._pool(reduced, level, size)))

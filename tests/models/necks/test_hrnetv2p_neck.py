@@ -69,6 +69,53 @@ def test_matches_hrfpn_with_copied_weights(pooling_type, project_first):
 
 
 @pytest.mark.parametrize('pooling_type', ['AVG', 'MAX'])
+def test_floor_sizes_match_hrfpn_where_64_does_not_divide(pooling_type):
+    """A 224 x 320 image (mmdet pads to 32): stride-4 map 56 x 80, P6 56 / 16 = 3.5 rows.
+
+    HRFPN (and the official HRNet detection code) pools by 2**i with kernel = stride,
+    which floors; ``pooling_size='floor'`` gives the same levels, ``'ceil'`` one more
+    row at P6.
+    """
+    torch.manual_seed(0)
+    sizes = [(56 // 2**i, 80 // 2**i) for i in range(4)]
+    reference = HRFPN(in_channels=WIDTHS, out_channels=24, num_outs=5, pooling_type=pooling_type)
+    reference.init_weights()
+    floor = HRNetV2pNeck(in_channels=WIDTHS, out_channels=24, pooling_type=pooling_type,
+                         pooling_size='floor', project_first=False)
+    ceil = HRNetV2pNeck(in_channels=WIDTHS, out_channels=24, pooling_type=pooling_type,
+                        pooling_size='ceil', project_first=False)
+    floor.load_state_dict(reference.state_dict(), strict=True)
+    ceil.load_state_dict(reference.state_dict(), strict=True)
+    with torch.no_grad():
+        branches = make_branches(sizes, batch=1)
+        ref_outs, floor_outs, ceil_outs = reference(branches), floor(branches), ceil(branches)
+    assert [tuple(o.shape[-2:]) for o in ref_outs] == [(56, 80), (28, 40), (14, 20), (7, 10),
+                                                       (3, 5)]
+    for out, ref in zip(floor_outs, ref_outs):
+        assert out.shape == ref.shape
+        assert (out - ref).abs().max() < 1e-5
+    assert tuple(ceil_outs[4].shape[-2:]) == (4, 5)
+    for out, ref in zip(ceil_outs[:4], ref_outs[:4]):
+        assert (out - ref).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize('pooling_type', ['AVG', 'MAX'])
+def test_floor_sizes_on_odd_maps(pooling_type):
+    neck = HRNetV2pNeck(in_channels=WIDTHS, out_channels=16, num_outs=7, pooling_type=pooling_type,
+                        pooling_size='FLOOR')
+    assert neck.pooling_size == 'floor'
+    outs = neck(make_branches(ODD_SIZES, batch=1))
+    h, w = ODD_SIZES[0]
+    assert [tuple(out.shape[-2:]) for out in outs] == [(h // 2**i, w // 2**i) for i in range(7)]
+
+
+def test_floor_level_smaller_than_one_pixel_is_one_error():
+    neck = HRNetV2pNeck(in_channels=WIDTHS, out_channels=8, num_outs=5, pooling_size='floor')
+    with pytest.raises(ValueError, match=r"pooling_size='floor' level 4 pools by 16.*\(12, 40\)"):
+        neck(make_branches([(12, 40), (6, 20), (3, 10), (2, 5)], batch=1))
+
+
+@pytest.mark.parametrize('pooling_type', ['AVG', 'MAX'])
 def test_odd_sizes_give_exact_ceil_halved_levels(pooling_type):
     neck = HRNetV2pNeck(in_channels=WIDTHS, out_channels=16, num_outs=7, pooling_type=pooling_type)
     branches = make_branches(ODD_SIZES, batch=1)
@@ -157,6 +204,8 @@ def test_registered_in_both_toolboxes():
     (dict(in_channels=32), 'in_channels'),
     (dict(in_channels=[]), 'in_channels'),
     (dict(pooling_type='median'), 'pooling_type'),
+    (dict(pooling_size='round'), r"pooling_size must be one of \('floor', 'ceil'\), got 'round'"),
+    (dict(pooling_size=None), 'pooling_size'),
     (dict(num_outs=0), 'num_outs'),
     (dict(out_channels=0), 'out_channels'),
 ])
@@ -187,3 +236,41 @@ def test_config_keeps_the_mmdet_recipe(tmp_path):
     assert neck.pop('type') == 'HRNetV2pNeck' and hrfpn.pop('type') == 'HRFPN'
     assert {k: neck[k] for k in hrfpn} == hrfpn
     assert neck['norm_cfg'] is None and neck['act_cfg'] is None and neck['pooling_type'] == 'AVG'
+    # HRFPN's (and the official HRNet-Object-Detection code's) level sizes.
+    assert neck['pooling_size'] == 'floor'
+
+
+class _FloorNeck(nn.Module):
+    """Two branches from one input, so one exported graph takes any size."""
+
+    def __init__(self, pooling_type: str) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.neck = HRNetV2pNeck([4, 8], 8, num_outs=4, pooling_type=pooling_type,
+                                 pooling_size='floor')
+
+    def forward(self, x):
+        return self.neck([x, self.down(x)])
+
+
+@pytest.mark.parametrize('pooling_type', ['AVG', 'MAX'])
+def test_floor_sizes_export_with_dynamic_sizes(tmp_path, pooling_type):
+    """Strided pooling floors in ONNX as in eager mode, at sizes other than the traced one."""
+    import onnxruntime as ort
+    torch.manual_seed(0)
+    module = _FloorNeck(pooling_type).eval()
+    path = str(tmp_path / 'neck.onnx')
+    with torch.no_grad():
+        torch.onnx.export(module, (torch.randn(1, 4, 32, 48), ), path, dynamo=False,
+                          opset_version=17, input_names=['x'],
+                          dynamic_axes={'x': {2: 'h', 3: 'w'}})
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for size in [(32, 48), (37, 53), (50, 76), (9, 11)]:
+        x = torch.randn(1, 4, *size)
+        with torch.no_grad():
+            expected = module(x)
+        actual = session.run(None, {'x': x.numpy()})
+        assert [a.shape for a in actual] == [tuple(e.shape) for e in expected]
+        assert tuple(expected[3].shape[-2:]) == (size[0] // 8, size[1] // 8)
+        for got, ref in zip(actual, expected):
+            assert abs(got - ref.numpy()).max() < 1e-5 * max(1.0, float(ref.abs().max()))
