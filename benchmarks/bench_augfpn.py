@@ -1,6 +1,7 @@
 """AugFPN side by side with its references, in one run.
 
-1. RoI extractors (forward + backward): ``SoftRoIExtractor`` vs mmdet's
+1. RoI extractors (forward + backward): ``SoftRoIExtractor`` (its CPU row
+   gathers and mmcv's RoIAlign kernels) vs mmdet's
    ``SingleRoIExtractor`` and ``GenericRoIExtractor``, on a 4-level pyramid of an
    image of ``--shape`` (batch 2, 256 channels), at 512 and 2000 RoIs, with
    RoIAlign sampling 2x2 points per bin (AugFPN's official setting) and
@@ -12,10 +13,12 @@
    ``GenericRoIExtractor`` and AugFPN's ``SoftRoIExtractor``, each before mmdet's
    ``Shared2FCBBoxHead``, and PANet's adaptive feature pooling
    (``AllLevelRoIExtractor`` + ``AdaptiveFeaturePoolingBBoxHead``).
-3. Whole detectors: ``configs/augfpn_faster_rcnn_r50.py`` vs
-   ``configs/fpn_faster_rcnn_r50.py`` as mmdet 3 ships it and with the paper's
-   RoIAlign sampling (R50, random weights): train-step and inference time and
-   peak memory at ``--shape``. Goals: train <= 1.2x FPN's time, inference <= 1.1x.
+3. Whole detectors: ``configs/augfpn_faster_rcnn_r50.py`` (and the same with
+   mmcv's RoIAlign kernels instead of the CPU row gathers) vs its fair baseline
+   ``configs/augfpn_baseline_faster_rcnn_r50.py`` (FPN with AugFPN's recipe:
+   RoIAlign sampling 2, gradient clipping) and ``fpn_faster_rcnn_r50.py`` as
+   mmdet 3 ships it (R50, random weights): train-step and inference time and peak
+   memory at ``--shape``. Goals: train <= 1.2x the baseline's time, inference <= 1.1x.
 
     python benchmarks/bench_augfpn.py [--device cuda] [--shape 800 1333] [--iters 10]
                                       [--part extractors|roi-features|detectors|both]
@@ -62,6 +65,8 @@ def bench_extractors(args) -> None:
         common = dict(roi_layer=roi_layer, out_channels=256, featmap_strides=list(STRIDES))
         extractors = {
             'SoftRoIExtractor (ours)': dict(type='SoftRoIExtractor', **common),
+            'SoftRoIExtractor, mmcv RoIAlign': dict(type='SoftRoIExtractor',
+                                                    pooling_impl='roi_layer', **common),
             'SingleRoIExtractor (mmdet)': dict(type='SingleRoIExtractor', **common),
             'GenericRoIExtractor sum (mmdet)': dict(type='GenericRoIExtractor', **common),
         }
@@ -126,31 +131,41 @@ def bench_roi_features(args) -> None:
             args.warmup)
 
 
+DETECTOR_RUNS = {
+    # name: (config, pooling_impl of the RoI extractors or None)
+    'fpn_faster_rcnn_r50 (mmdet 3)': ('fpn_faster_rcnn_r50', None),
+    'augfpn_baseline_faster_rcnn_r50': ('augfpn_baseline_faster_rcnn_r50', None),
+    'augfpn_faster_rcnn_r50': ('augfpn_faster_rcnn_r50', None),
+    'augfpn_faster_rcnn_r50, mmcv RoIAlign': ('augfpn_faster_rcnn_r50', 'roi_layer'),
+}
+DETECTOR_REFERENCE = 'augfpn_baseline_faster_rcnn_r50'  # FPN with AugFPN's recipe
+
+
 def bench_detectors(args) -> None:
     benchmark = load_tool('benchmark')
     results = {}
-    for name in ('fpn_faster_rcnn_r50', 'fpn_faster_rcnn_r50 sampling 2', 'augfpn_faster_rcnn_r50'):
-        cfg = Config.fromfile(osp.join(REPO, 'configs', f'{name.split()[0]}.py'))
+    for name, (config, pooling_impl) in DETECTOR_RUNS.items():
+        cfg = Config.fromfile(osp.join(REPO, 'configs', f'{config}.py'))
         cfg.model.backbone.init_cfg = None  # random weights: nothing to download
-        if name.endswith('sampling 2'):  # the paper's FPN baseline (mmdet v1's RoIAlign)
-            cfg.model.roi_head.bbox_roi_extractor.roi_layer.sampling_ratio = 2
+        if pooling_impl is not None:  # the consistent supervision extractor follows it
+            cfg.model.roi_head.bbox_roi_extractor.pooling_impl = pooling_impl
         results[name] = benchmark.run_benchmark(cfg, args.shape, batch_size=2,
                                                 num_iters=args.iters, warmup=args.warmup,
                                                 mode='both', device=args.device)
     title = f'Faster R-CNN R50, batch 2 of {args.shape[0]}x{args.shape[1]} on {args.device}'
-    print(f'\n{title}')
-    print(f"{'config':<32}{'mode':<11}{'median ms':>11}{'peak MiB':>10}{'time/FPN':>10}")
+    print(f'\n{title} (goal: AugFPN train <= 1.2x, inference <= 1.1x {DETECTOR_REFERENCE})')
+    print(f"{'config':<40}{'mode':<11}{'median ms':>11}{'peak MiB':>10}{'time/base':>10}")
     for mode in ('train', 'inference'):
-        reference_ms = results['fpn_faster_rcnn_r50'][mode]['median_ms']
+        reference_ms = results[DETECTOR_REFERENCE][mode]['median_ms']
         rows = {}
         for name, result in results.items():
             row = result[mode]
             ratio = row['median_ms'] / reference_ms
-            print(f"{name:<32}{mode:<11}{row['median_ms']:>11.1f}"
+            print(f"{name:<40}{mode:<11}{row['median_ms']:>11.1f}"
                   f"{row['peak_memory_mib']:>10.1f}{ratio:>9.2f}x")
             rows[name] = dict(median_ms=row['median_ms'], speedup_vs_reference=1 / ratio,
                               peak_mib=row['peak_memory_mib'])
-        record(f'{title}, {mode}', 'fpn_faster_rcnn_r50', rows)
+        record(f'{title}, {mode}', DETECTOR_REFERENCE, rows)
 
 
 def main() -> None:

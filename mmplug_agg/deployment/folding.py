@@ -93,6 +93,16 @@ def _folded(module: nn.Module) -> nn.Module:
         return _plain_conv(module, _ws_weight(module), module.bias)
 
 
+def check_foldable(model: nn.Module) -> None:
+    """Raise :class:`NotFoldable` if ``model`` has deformable SAC layers (named)."""
+    deformable = [name for name, module in model.named_modules()
+                  if isinstance(module, SAConv2d) and module.use_deform]
+    if deformable:
+        raise NotFoldable(f'{len(deformable)} SAConv2d layers use deformable convolution '
+                          f'(use_deform=True, first: {deformable[0]}), which standard ONNX '
+                          'has no op for; build the model with use_deform=False to export it')
+
+
 def fold_weight_standardisation(model: nn.Module) -> List[str]:
     """Replace every ConvWS2d / ConvAWS2d / SAConv2d of ``model`` in place.
 
@@ -103,14 +113,9 @@ def fold_weight_standardisation(model: nn.Module) -> List[str]:
         NotFoldable: A deformable SAC layer (named in the message); nothing of
             the model is changed then.
     """
+    check_foldable(model)
     targets = [(name, module) for name, module in model.named_modules()
                if isinstance(module, (ConvWS2d, ConvAWS2d))]
-    deformable = [name for name, module in targets
-                  if isinstance(module, SAConv2d) and module.use_deform]
-    if deformable:
-        raise NotFoldable(f'{len(deformable)} SAConv2d layers use deformable convolution '
-                          f'(use_deform=True, first: {deformable[0]}), which standard ONNX '
-                          'has no op for; build the model with use_deform=False to export it')
     for name, module in targets:
         parent_name, _, child = name.rpartition('.')
         parent = model.get_submodule(parent_name) if parent_name else model

@@ -366,6 +366,33 @@ def verify_onnx(graphs: Union[ExportedGraph, Sequence[ExportedGraph]],
     return results
 
 
+def calibrate_random_batch_norm(model: nn.Module, shape: Sequence[int], seed: int = 0) -> int:
+    """Give the BN layers of a randomly initialised model the statistics of one batch.
+
+    Built without a checkpoint, BN layers hold mean 0 and variance 1; in eval mode
+    the activations of a deep random network then shrink or grow layer by layer,
+    and in some models (EfficientDet's separable convs) every output ends up the
+    same for any image, so a parity check would compare constants. One forward in
+    training mode on two random images, with cumulative averaging, sets every
+    BN's running statistics to that batch's (layers that ``norm_eval`` keeps in
+    eval mode keep theirs). For random weights only (an export without a
+    checkpoint); the model is left in eval mode. Returns the number of BN layers.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    graph = SegmentorGraph(model) if is_segmentor(model) else DenseDetectorGraph(model)
+    model.train()
+    with torch.no_grad():
+        graph(_image(tuple(shape), batch_size=2, seed=seed + 1))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.eval()
+    return len(norms)
+
+
 def pad_divisor(model: nn.Module) -> int:
     """The multiple the model's data preprocessor pads network inputs to (1 if none)."""
     preprocessor = getattr(model, 'data_preprocessor', None)

@@ -15,14 +15,25 @@ from mmengine.registry import OPTIM_WRAPPERS, init_default_scope
 import mmplug_agg  # noqa: F401
 from mmplug_agg.registry import MODEL_REGISTRIES
 from mmplug_agg.testing.cli import CONFIG_DIR
+from mmplug_agg.testing.families import representatives
 from mmplug_agg.testing.synthetic import make_batch_for_model
 from mmplug_agg.utils.launch import enable_amp
 
+# Where the CPU computes bfloat16 natively (AVX-512 BF16, AMX) every demo config runs.
+# Where it does not (AVX2 only), oneDNN emulates bfloat16 convolutions some 40x slower
+# than float32 (a full VGG-16 step takes minutes): there one demo config per model
+# family runs (mmplug_agg.testing.families, the families the export tests use), and
+# segmentors (full-width backbones: VGG-16, Xception-65, ResNet-101) at 32x32 instead of
+# their demos' 256x256 crop.
+NATIVE_BF16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
 DEMO_CONFIGS = sorted(CONFIG_DIR.glob('*_demo.py'))
+if not NATIVE_BF16:
+    DEMO_CONFIGS = sorted(CONFIG_DIR / f'{name}.py' for name in representatives().values())
 # Small inputs keep 30+ configs within seconds each. SAC pads its switch input by 2
 # (reflect) at every stride, so its stride-32 maps need at least 3 pixels.
 SHAPE = (64, 96)
 SAC_SHAPE = (96, 128)
+EMULATED_BF16_SEG_SHAPE = (32, 32)
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +64,9 @@ def test_demo_config_trains_one_step_with_cpu_amp(path):
     torch.manual_seed(0)
     cfg = Config.fromfile(str(path))
     enable_amp(cfg)  # what --amp does to the config on this CPU-only host
+    if not NATIVE_BF16 and cfg.default_scope == 'mmseg':
+        # the demo data preprocessors pad every input to the 256x256 crop
+        cfg.model.data_preprocessor.size = EMULATED_BF16_SEG_SHAPE
     assert cfg.optim_wrapper.type == 'CPUAmpOptimWrapper'
     init_default_scope(cfg.default_scope)
     model = MODEL_REGISTRIES[cfg.default_scope].build(cfg.model)
@@ -63,8 +77,10 @@ def test_demo_config_trains_one_step_with_cpu_amp(path):
     before = {name: p.detach().clone() for name, p in model.named_parameters()
               if p.requires_grad}
     dtypes = conv_output_dtypes(model)
-    batch = make_batch_for_model(model, cfg.default_scope,
-                                 SAC_SHAPE if uses_sac(cfg) else SHAPE, batch_size=2)
+    shape = SAC_SHAPE if uses_sac(cfg) else SHAPE
+    if not NATIVE_BF16 and cfg.default_scope == 'mmseg':
+        shape = EMULATED_BF16_SEG_SHAPE
+    batch = make_batch_for_model(model, cfg.default_scope, shape, batch_size=2)
 
     log_vars = model.train_step(batch, optim_wrapper)
 
@@ -132,3 +148,25 @@ def test_mmcv_cpu_ops_compute_in_float32_under_autocast():
     with torch.autocast('cpu', dtype=torch.bfloat16):
         _, keep = nms(dets.to(torch.bfloat16), scores.to(torch.bfloat16), 0.5)
     assert keep.tolist() == nms(dets, scores, 0.5)[1].tolist() == [0, 2]
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('mode', ['fastattn', 'attn'])
+def test_bifpn_fusion_weights_are_normalised_in_float32(mode, dtype):
+    """Under autocast the fusion weights are normalised in float32, then cast once."""
+    from mmplug_agg.models.necks.bifpn import BiFPNNode
+    node = BiFPNNode(3, [3, 3, 4], [8, 8, 8], 8, fusion_mode=mode)
+    with torch.no_grad():
+        node.fusion_weights.copy_(torch.tensor([0.3, 1e-3, 2.7]))
+    inputs = [torch.randn(2, 8, 5, 7).to(dtype) for _ in range(3)]
+    raw = node.fusion_weights.detach()
+    expected = torch.softmax(raw, 0) if mode == 'attn' else raw.relu() / (raw.relu().sum() +
+                                                                            node.fusion_eps)
+    expected = expected.to(dtype)  # one rounding, from the float32 weights
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = node.fuse(inputs)
+    assert out.dtype == dtype
+    reference = inputs[0] * expected[0]
+    for x, w in zip(inputs[1:], expected[1:]):
+        reference = torch.addcmul(reference, x, w)
+    assert torch.equal(out, reference)

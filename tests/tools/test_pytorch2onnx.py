@@ -37,3 +37,15 @@ def test_deformable_sac_is_refused_with_the_fix(tmp_path):
                        '64', '--out', tmp_path / 'x.onnx'], cwd=tmp_path)
     assert result.returncode == 1
     assert 'use_deform=False' in last_line(result.stderr) and 'Traceback' not in result.stderr
+
+
+def test_a_shape_the_model_cannot_run_at_is_one_error_line(tmp_path):
+    # SAC's reflect padding needs 3 pixels at stride 32; 64 x 64 gives 2.
+    result = run_tool([TOOL, CONFIG_DIR / 'detectors_cascade_rcnn_r50_demo.py', '--shape', '64',
+                       '64', '--out', tmp_path / 'x.onnx', '--cfg-options',
+                       'model.backbone.backbone.sac.use_deform=False'], cwd=tmp_path)
+    assert result.returncode == 1
+    line = last_line(result.stderr)
+    assert line.startswith('error: the model does not run at --shape 64 64 (') and \
+        'try a larger --shape' in line, line
+    assert 'Traceback' not in result.stderr

@@ -25,8 +25,10 @@ from mmengine.config import DictAction
 
 import mmplug_agg  # noqa: F401  (registers modules, fixes checkpoint loading)
 from mmplug_agg.deployment import EXPORTERS, export_onnx, verify_onnx
-from mmplug_agg.deployment.folding import calibrate_random_weight_standardisation
-from mmplug_agg.deployment.onnx import DEFAULT_TOLERANCE, MIN_OPSET, pad_divisor, second_shape
+from mmplug_agg.deployment.folding import (NotFoldable, calibrate_random_weight_standardisation,
+                                           check_foldable)
+from mmplug_agg.deployment.onnx import (DEFAULT_TOLERANCE, MIN_OPSET, calibrate_random_batch_norm,
+                                        check_exportable, pad_divisor, second_shape)
 from mmplug_agg.utils.launch import UserFacingError, build_model, load_config, run_cli
 
 
@@ -77,8 +79,22 @@ def main(argv=None) -> None:
             raise UserFacingError(f"checkpoint '{args.checkpoint}' does not exist")
         from mmengine.runner import load_checkpoint
         load_checkpoint(model, args.checkpoint, map_location='cpu')
-    else:
+    # What cannot export is refused before anything runs.
+    check_exportable(model, args.dynamic_shape)
+    try:
+        check_foldable(model)
+    except NotFoldable as err:
+        raise UserFacingError(str(err)) from None
+    if not args.checkpoint:
+        # Random weights: finite ConvAWS outputs and BN statistics that keep activations
+        # input-dependent, so that --verify compares something.
         calibrate_random_weight_standardisation(model)
+        try:
+            calibrate_random_batch_norm(model, args.shape)
+        except RuntimeError as err:
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise UserFacingError(f'the model does not run at --shape {args.shape[0]} '
+                                  f'{args.shape[1]} ({reason}); try a larger --shape') from None
     model.eval()
 
     graphs = export_onnx(model, args.shape, args.out, dynamic_shape=args.dynamic_shape,

@@ -10,7 +10,8 @@ Each step writes ``DIR/<step>.json`` and exits 1 when a check failed.
   on the device against the same op on the CPU (forward and input gradients; on
   CUDA also the float16 forward under autocast). On ``--device cpu`` (the
   rehearsal) both sides run on the CPU.
-* ``amp``: one training step of a demo config per family (or every demo config),
+* ``amp``: one training step of the demo config of every model family (the 24 of
+  ``mmplug_agg.testing.families``; or every demo config),
   through the optimiser wrapper ``tools/train.py --amp`` uses: mmengine's
   ``AmpOptimWrapper`` (float16, dynamic loss scaling) on CUDA, ``CPUAmpOptimWrapper``
   (bfloat16) on the CPU; losses must be finite.
@@ -86,20 +87,17 @@ def check_ops(device: str) -> Dict:
     return results
 
 
-def family(config_stem: str) -> str:
-    """Configs of one family share the name's first word (augfpn, rfp, dla34up, ...)."""
-    return config_stem.split('_')[0]
-
-
 def select_configs(choice: List[str]) -> List[Path]:
+    """'families': the representative demo config of every model family
+    (``mmplug_agg.testing.families``, the ones the ONNX tests export); 'all': every
+    demo config; else the named configs."""
     demos = sorted((REPO / 'configs').glob('*_demo.py'))
     if choice == ['all']:
         return demos
     if choice == ['families']:
-        first: Dict[str, Path] = {}
-        for path in demos:
-            first.setdefault(family(path.stem), path)
-        return list(first.values())
+        sys.path.insert(0, str(REPO))
+        from mmplug_agg.testing.families import representatives
+        return [REPO / 'configs' / f'{stem}.py' for stem in representatives().values()]
     return [REPO / 'configs' / (name if name.endswith('.py') else f'{name}.py')
             for name in choice]
 

@@ -12,12 +12,16 @@
 # (demo data, work dirs) goes to a temporary folder, never into the checkout.
 #
 # Set-up (skipped when mmcv's ops, mmdet and mmseg already import and run on the device):
-# pip installs from local folders only (--no-index): --wheels DIR, .gpu_check/wheels in the
-# checkout, ../shared/wheels-cuda and $PIP_FIND_LINKS. An mmcv wheel is used when one fits
-# the machine's Python and torch; otherwise pip builds mmcv 2.1.0 from an sdist in those
-# folders with its CUDA ops for the present GPU's architecture only (FORCE_CUDA=1,
-# TORCH_CUDA_ARCH_LIST from torch). --download-wheels DIR fills such a folder where PyPI
-# is reachable (for the GPU machine's Python, default 3.12).
+# pip installs from local folders only (--no-index): --wheels DIR, .whl, .wheels-cuda and
+# .gpu_check/wheels in the checkout (carry them to a device machine), shared/wheels-cuda,
+# ../shared/wheels-cuda and $PIP_FIND_LINKS. An mmcv 2.1.0 wheel with this Python's tag is
+# installed and kept only if its ops then run on the device (a wheel built against another
+# torch fails to import, one without this GPU's architecture fails to launch: the one in
+# ../shared/wheels-cuda is cp311, torch 2.13, sm_90 only); otherwise mmcv 2.1.0 is built
+# from mmcv-2.1.0.tar.gz in those folders with its CUDA ops for the present GPU's
+# architecture only (FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST from torch; setuptools<70 from the
+# folders when the interpreter's setuptools lacks pkg_resources). --download-wheels DIR
+# fills such a folder where PyPI is reachable (for the GPU machine's Python, default 3.12).
 #
 # The steps share a time budget (default 570 s, inside a 10-minute call); each step gets
 # what is left, at most its own cap, and one failing step does not stop the others.
@@ -46,7 +50,7 @@ while [ $# -gt 0 ]; do
         --budget) BUDGET=$2; shift 2 ;;
         --download-wheels) DOWNLOAD=$2; shift 2 ;;
         --python-version) PY_VERSION=$2; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -u/{/^set -u/!p}' "$0"; exit 0 ;;
         *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -68,6 +72,8 @@ if [ -n "$DOWNLOAD" ]; then
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 -d "$DOWNLOAD" "${PACKAGES[@]}" || exit 1
     "$PYTHON" -m pip download --no-deps --no-binary=:all: -d "$DOWNLOAD" mmcv==2.1.0 || exit 1
+    "$PYTHON" -m pip download --no-deps --only-binary=:all: -d "$DOWNLOAD" 'setuptools<70' \
+        || exit 1
     echo "wheels for Python $PY_VERSION and the mmcv sdist are in $DOWNLOAD"
     exit 0
 fi
@@ -106,36 +112,86 @@ run_step() {
 }
 
 stack_ready() {
+    # mmcv's compiled ops must import and run on the device (a wheel built for another torch
+    # fails to import; one without kernels for this GPU fails at the first launch).
     "$PYTHON" - "$DEVICE" <<'PY'
 import sys
 import torch
-from mmcv.ops import nms
+from mmcv.ops import RoIAlign, nms
 import mmdet, mmseg, mmengine  # noqa: F401
-boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]], device=sys.argv[1])
-nms(boxes, torch.tensor([0.9, 0.8], device=sys.argv[1]), 0.5)
+dev = sys.argv[1]
+boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]], device=dev)
+nms(boxes, torch.tensor([0.9, 0.8], device=dev), 0.5)
+rois = torch.tensor([[0., 0., 0., 8., 8.]], device=dev)
+RoIAlign((2, 2), 1.0)(torch.rand(1, 2, 8, 8, device=dev), rois)
 PY
 }
 
-setup() {
-    local links=() dir arch packages
-    read -r -a packages <<< "$(echo $PACKAGES_LIST)"
-    for dir in "$WHEELS" "$REPO/.gpu_check/wheels" "$REPO/../shared/wheels-cuda" \
+# mmcv_wheel DIR...: the mmcv 2.1.0 wheel for this interpreter's tag in the first folder that
+# has one (pip would take any cp3XY wheel of the right tag, whatever torch or GPU it was
+# built for: stack_ready decides whether it fits).
+mmcv_wheel() {
+    local tag dir
+    tag=$("$PYTHON" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+    for dir in "$@"; do
+        ls "$dir"/mmcv-2.1.0-"$tag"-"$tag"-*linux*_x86_64.whl 2>/dev/null | head -1
+    done | head -1
+}
+
+wheel_dirs() {
+    local dir
+    for dir in "$WHEELS" "$REPO/.whl" "$REPO/.wheels-cuda" "$REPO/.gpu_check/wheels" \
+               "$REPO/shared/wheels-cuda" "$REPO/../shared/wheels-cuda" \
                ${PIP_FIND_LINKS:-}; do
-        [ -n "$dir" ] && [ -d "$dir" ] && links+=(--find-links "$dir")
+        [ -n "$dir" ] && [ -d "$dir" ] && echo "$dir"
     done
-    echo "python: $("$PYTHON" -V 2>&1); wheel folders: ${links[*]:-none}"
+}
+
+setup() {
+    local dirs=() links=() dir arch packages wheel sdist build_path
+    read -r -a packages <<< "$(echo $PACKAGES_LIST)"
+    mapfile -t dirs < <(wheel_dirs)
+    for dir in "${dirs[@]}"; do links+=(--find-links "$dir"); done
+    wheel=$(mmcv_wheel "${dirs[@]}")
+    sdist=$(for dir in "${dirs[@]}"; do ls "$dir"/mmcv-2.1.0.tar.gz 2>/dev/null; done | head -1)
+    echo "python: $("$PYTHON" -V 2>&1)," \
+         "torch $("$PYTHON" -c 'import torch; print(torch.__version__)')"
+    echo "wheel folders: ${dirs[*]:-none}"
+    echo "mmcv plan: wheel for this Python: ${wheel:-none}; sdist: ${sdist:-none}"
     if stack_ready >/dev/null 2>&1; then
         echo "mmcv (ops on $DEVICE), mmdet, mmseg import and run: nothing to install"
     elif [ "$DRY_RUN" = 1 ]; then
-        echo "dry run: would install ${packages[*]} and mmcv==2.1.0 from ${links[*]:-nothing}"
+        echo "dry run: would install ${packages[*]}, then mmcv from ${wheel:-the sdist}" \
+             "(verified on $DEVICE, else built from ${sdist:-nothing})"
         return 1
     else
         [ ${#links[@]} -eq 0 ] && { echo "no wheel folder found (see --wheels)"; return 1; }
-        arch=$("$PYTHON" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
-        # A fitting wheel is taken as is; else pip builds the sdist for this GPU only.
-        FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="$(nproc)" \
-            "$PYTHON" -m pip install --no-index --no-deps --no-build-isolation "${links[@]}" \
-            "${packages[@]}" mmcv==2.1.0 || return 1
+        "$PYTHON" -m pip install --no-index --no-deps "${links[@]}" "${packages[@]}" || return 1
+        if [ -n "$wheel" ]; then
+            "$PYTHON" -m pip install --no-index --no-deps --force-reinstall "$wheel" || return 1
+            if stack_ready; then
+                echo "mmcv: $wheel fits this torch and GPU"
+            else
+                echo "mmcv: $wheel does not run here (built for another torch or GPU): building"
+                "$PYTHON" -m pip uninstall -y mmcv
+                wheel=""
+            fi
+        fi
+        if [ -z "$wheel" ]; then
+            [ -z "$sdist" ] && { echo "no mmcv-2.1.0.tar.gz in the wheel folders"; return 1; }
+            arch=$("$PYTHON" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')
+            # mmcv 2.1.0's setup.py imports pkg_resources, gone from recent setuptools.
+            build_path="${PYTHONPATH:-}"
+            if ! "$PYTHON" -c 'import pkg_resources' 2>/dev/null; then
+                "$PYTHON" -m pip install --no-index --no-deps --target "$SCRATCH/build_tools" \
+                    "${links[@]}" 'setuptools<70' || return 1
+                build_path="$SCRATCH/build_tools${build_path:+:$build_path}"
+            fi
+            echo "mmcv: building $sdist with CUDA ops for sm_${arch/./} only"
+            PYTHONPATH="$build_path" FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST="$arch" \
+                MAX_JOBS="$(nproc)" "$PYTHON" -m pip install --no-index --no-deps \
+                --no-build-isolation "$sdist" || return 1
+        fi
     fi
     # mim resolves installed packages only. A regular install: a PEP 660 editable one hides
     # the package's folder from mim; imports still come from the checkout (PYTHONPATH).
@@ -174,7 +230,7 @@ train() {
 }
 
 export REPO DEVICE DRY_RUN PYTHON WHEELS SCRATCH OUT_DIR DEMO_CONFIG PACKAGES_LIST
-export -f stack_ready setup make_data train
+export -f stack_ready mmcv_wheel wheel_dirs setup make_data train
 CHECK=("$PYTHON" "$REPO/tools/misc/gpu_check.py")
 if [ "$DRY_RUN" = 1 ]; then
     AMP_ARGS=(--configs fpn_faster_rcnn_r50_demo --shape 64 96)

@@ -125,8 +125,11 @@ class ConsistentSupervisionRoIHead(StandardRoIHead):
 
 
 def _all_level_extractor(extractor_cfg: dict) -> dict:
-    return dict(
+    cfg = dict(
         type='AllLevelRoIExtractor',
         roi_layer=copy.deepcopy(extractor_cfg['roi_layer']),
         out_channels=extractor_cfg['out_channels'],
         featmap_strides=list(extractor_cfg['featmap_strides']))
+    if 'pooling_impl' in extractor_cfg:
+        cfg['pooling_impl'] = extractor_cfg['pooling_impl']
+    return cfg

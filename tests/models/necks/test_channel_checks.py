@@ -55,11 +55,25 @@ def test_neck_names_level_widths_and_argument_at_first_forward(name):
     assert f'set in_channels={WRONG}' in str(error.value)
 
 
-@pytest.mark.parametrize('name', ['AugFPN', 'BiFPN', 'DLAUpNeck'])
+@pytest.mark.parametrize('name', ['AugFPN', 'BiFPN', 'DLAUpNeck', 'HRNetV2pNeck'])
 def test_neck_names_the_level_count(name):
-    with pytest.raises(ValueError, match=re.escape(f'expected 4 maps (in_channels={WIDTHS}), '
-                                                   'received 3 input levels')):
+    # HRNetV2pNeck takes HRNet's branches and says so in its own words.
+    message = (f'HRNetV2pNeck: in_channels={WIDTHS} lists 4 branches but the backbone gave 3 '
+               'inputs' if name == 'HRNetV2pNeck' else
+               f'expected 4 maps (in_channels={WIDTHS}), received 3 input levels')
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
         NECKS[name]()(feature_maps(WIDTHS[:3]))
+    assert '\n' not in str(error.value)
+
+
+def test_every_neck_of_the_package_is_covered():
+    from mmplug_agg.models import necks
+    from torch import nn
+    package_necks = {name for name in necks.__all__
+                     if isinstance(getattr(necks, name), type)
+                     and issubclass(getattr(necks, name), nn.Module)
+                     and name != 'ResidualFeatureAugmentation'}  # a part of AugFPN
+    assert package_necks == set(NECKS)
 
 
 def test_rfp_checks_its_neck_against_the_backbone_when_built():

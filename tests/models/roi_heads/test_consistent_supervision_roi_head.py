@@ -140,3 +140,27 @@ def test_negative_weight_is_refused():
     cfg.roi_head.aux_loss_weight = -1
     with pytest.raises(ValueError, match='aux_loss_weight'):
         build(cfg)
+
+
+def test_gather_pooling_gives_the_mmcv_layers_losses_and_gradients():
+    """The CPU fast path (row gathers) against mmcv's RoIAlign kernels, whole detector."""
+    results = {}
+    for impl in ('roi_layer', 'gather'):
+        cfg = demo_model_cfg()
+        cfg.roi_head.bbox_roi_extractor.pooling_impl = impl
+        model = build(cfg)
+        assert model.roi_head.aux_roi_extractor.pooling_impl == impl  # follows the main one
+        torch.manual_seed(3)  # the same RoI sampling in both runs
+        losses = losses_of(model, make_det_batch(2, SHAPE, 4, seed=3))
+        total, _ = model.parse_losses(losses)
+        total.backward()
+        results[impl] = (losses, {n: p.grad.clone() for n, p in model.named_parameters()
+                                  if p.grad is not None})
+    (mmcv_losses, mmcv_grads), (gather_losses, gather_grads) = results.values()
+    for name, value in mmcv_losses.items():
+        if 'loss' in name:
+            torch.testing.assert_close(gather_losses[name], value, rtol=1e-4, atol=1e-6,
+                                       msg=name)
+    assert gather_grads.keys() == mmcv_grads.keys()
+    for name, grad in mmcv_grads.items():
+        torch.testing.assert_close(gather_grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)
