@@ -6,8 +6,9 @@ every level (soft RoI selection, consistent supervision, adaptive feature
 pooling) made it a large share of a CPU training step. Here each level is laid
 out channels-last, ``(B * H * W, C)``, and every output bin is one weighted bag
 of rows (its sampling points' bilinear neighbours) summed by
-``F.embedding_bag``: contiguous rows, one vectorised kernel per level, and a
-dense index-add backward. The sampling points, the bilinear weights and the
+``F.embedding_bag``: contiguous rows and one vectorised kernel per level, forward
+and backward (the backward sorts the rows once and gathers again rather than
+scattering). The sampling points, the bilinear weights and the
 border rules are mmcv's (``roi_align_cpu``: points beyond one pixel outside the
 map count as zero, coordinates are clamped at 0 and at the last row/column),
 so the result equals mmcv's up to float32 summation order.

@@ -47,7 +47,8 @@ class AllLevelRoIExtractor(BaseRoIExtractor):
                  pooling_impl: str = 'auto',
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         if pooling_impl not in POOLING_IMPLS:
-            raise ValueError(f'pooling_impl must be one of {POOLING_IMPLS}, got {pooling_impl!r}')
+            raise ValueError(f'{type(self).__name__}: pooling_impl must be one of '
+                             f'{POOLING_IMPLS}, got {pooling_impl!r}')
         super().__init__(roi_layer, out_channels, featmap_strides, init_cfg)
         self.pooling_impl = pooling_impl
         if pooling_impl == 'gather' and not self._layers_gatherable():

@@ -85,3 +85,11 @@ def test_adaptive_layers_keep_mmcv_and_forced_gather_says_why():
         AllLevelRoIExtractor(adaptive, 8, STRIDES, pooling_impl='gather')
     with pytest.raises(ValueError, match="pooling_impl must be one of"):
         SoftRoIExtractor(adaptive, 8, STRIDES, pooling_impl='fast')
+
+
+def test_no_rois_gives_an_empty_batch_and_a_zero_gradient():
+    feat = torch.rand(2, 4, 8, 8, requires_grad=True)
+    pooled = roi_align_level(feat, torch.zeros(0, 5), (7, 7), 0.25, 2)
+    assert pooled.shape == (0, 4, 7, 7)
+    pooled.sum().backward()
+    assert torch.equal(feat.grad, torch.zeros_like(feat))
