@@ -148,12 +148,12 @@ MODULES = {
     'AllLevelRoIExtractor': lambda: (AllLevelRoIExtractor(roi_layer(use_torchvision=True), 8,
                                                           [4, 8, 16, 32]),
                                      (pyramid([8] * 4), rois())),
-    'AdaptiveFeaturePoolingBBoxHead': lambda: (AdaptiveFeaturePoolingBBoxHead(
-        in_channels=8, num_shared_fcs=2, fc_out_channels=32, roi_feat_size=7, num_classes=3),
-        (torch.rand(3, 4, 8, 7, 7), )),
-    'AdaptiveFeaturePoolingMaskHead': lambda: (AdaptiveFeaturePoolingMaskHead(
-        in_channels=8, conv_out_channels=8, num_convs=2, num_classes=3),
-        (torch.rand(3, 4, 8, 14, 14), )),
+    'AdaptiveFeaturePoolingBBoxHead': lambda: (det_module(dict(
+        type=AdaptiveFeaturePoolingBBoxHead, in_channels=8, num_shared_fcs=2,
+        fc_out_channels=32, roi_feat_size=7, num_classes=3)), (torch.rand(3, 4, 8, 7, 7), )),
+    'AdaptiveFeaturePoolingMaskHead': lambda: (det_module(dict(
+        type=AdaptiveFeaturePoolingMaskHead, in_channels=8, conv_out_channels=8, num_convs=2,
+        num_classes=3)), (torch.rand(3, 4, 8, 14, 14), )),
     'ConsistentSupervisionRPNHead': lambda: (
         consistent_supervision_head('ConsistentSupervisionRPNHead'), (five_levels(), )),
     'ConsistentSupervisionRetinaHead': lambda: (
