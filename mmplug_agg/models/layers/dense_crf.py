@@ -65,8 +65,9 @@ on tilted planes). The normalised modes need no gain: it cancels in ``K / n``.
 Speed. The lattices are built once per forward for the whole batch (the image
 index is part of each vertex code) and reused by every iteration and by the
 normalisers; the smoothness lattice, which depends on the image size only, is
-also kept across calls for the most recent sizes (``cache_smoothness``); an iteration is one splat per lattice (sparse CSR, reading the
-points in the order in which they are grouped by simplex), six block-diagonal
+also kept across calls for the most recent sizes (``cache_smoothness``); an
+iteration is one splat per lattice (sparse CSR, reading the points in the order
+in which they are grouped by simplex), six block-diagonal
 blur products and one slice for both kernels together, with the weights and
 normalisers folded into the slice; only ``C - 1`` classes are filtered (the
 marginals sum to one). The module has no parameters, runs on any device, in
@@ -618,8 +619,6 @@ class ReferenceLattice:
         simplex = torch.empty_like(simplex_of_grouped).index_copy_(0, order, simplex_of_grouped)
         self.order = order
 
-        # Vertex k of a simplex: rem0 + k, minus d + 1 on the coordinates ranked
-        # above d - k; as a code, linear in the coordinates.
         # Vertex k is vertex k - 1 plus the diagonal, minus d + 1 on the coordinate
         # of rank d - k + 1: a cumulative sum over the strides in rank order.
         representative = order.index_select(0, starts)
@@ -757,6 +756,8 @@ class _NormalisedKernels:
         total = lattices[0].vertex.shape[0]
         self.total = total
         self.order = lattices[0].order
+        # the first lattice's weights in its grouped order serve its splat and the slice
+        self.first_grouped_bary = lattices[0].bary.index_select(0, self.order)
         position = torch.empty_like(self.order).index_copy_(
             0, self.order, torch.arange(total, device=device))
         # The other lattices' splats read their points from this order directly
@@ -830,19 +831,16 @@ class _NormalisedKernels:
         return _csr(crow, columns, values, (lattice.num_vertices + 1, self.total))
 
     def _grouped_bary(self, lattice: ReferenceLattice) -> Tensor:
-        """The barycentric weights in the lattice's grouped order (the first lattice's
-        are needed twice: kept)."""
-        if lattice.order is not self.order:
-            return lattice.bary.index_select(0, lattice.order)
-        if getattr(self, '_first_grouped_bary', None) is None:
-            self._first_grouped_bary = lattice.bary.index_select(0, lattice.order)
-        return self._first_grouped_bary
+        """The barycentric weights in the lattice's grouped order."""
+        if lattice.order is self.order:
+            return self.first_grouped_bary
+        return lattice.bary.index_select(0, lattice.order)
 
     def _slice_matrix(self, lattice: ReferenceLattice) -> Tensor:
         steps = lattice.bary.shape[1]
         alpha = 1.0 / (1.0 + 2.0**-(steps - 1))
         columns = lattice.vertex.index_select(0, self.order)
-        values = (self._grouped_bary(lattice) if lattice.order is self.order else
+        values = (self.first_grouped_bary if lattice.order is self.order else
                   lattice.bary.index_select(0, self.order)).mul(alpha)
         return _csr(torch.arange(0, steps * self.total + 1, steps, device=columns.device),
                     columns.reshape(-1), values.reshape(-1),
