@@ -44,3 +44,17 @@ def test_table_row_gives_mean_spread_and_every_seed(compare, tmp_path):
 def test_missing_test_run_names_the_folder(compare, tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         compare.read_test_metrics(str(tmp_path))
+
+
+def test_reuse_reads_back_finished_seeds_and_runs_the_rest(compare, capsys, tmp_path):
+    finished = tmp_path / 'a_demo' / 'seed0'
+    (finished / 'test' / 'run').mkdir(parents=True)
+    (finished / 'test' / 'run' / 'run.json').write_text(json.dumps({'mIoU': 40.0}))
+    (finished / compare.MINUTES_FILE).write_text('7.5')
+    compare.main(['configs/a_demo.py', '--seeds', '0', '1', '--work-root', str(tmp_path),
+                  '--metrics', 'mIoU', '--reuse', '--dry-run'])
+    lines = capsys.readouterr().out.splitlines()
+    # seed 0 is read back, only seed 1 is run; a dry run tabulates the finished seed
+    assert [line.split()[1].rsplit('/', 1)[-1] for line in lines[:2]] == ['train.py', 'test.py']
+    assert all('randomness.seed=1' in line for line in lines[:2])
+    assert lines[-1] == '| `a_demo` | 40.0 +- nan (40.0) | 1 | 8 |'

@@ -735,9 +735,15 @@ class _NormalisedKernels:
     ``NORMALIZE_AFTER``), ``'symmetric'`` filters ``n_k^-1/2 q`` and multiplies
     by ``n_k^-1/2`` again (pydensecrf's default). Per kernel, one call is
     ``d + 3`` sparse products: the splat, the blurs, and a slice whose entries
-    carry the weight, the normaliser and the lattice constant. Values are passed
-    in the first lattice's grouped point order (:attr:`order`), where its splat
-    reads consecutive points; the other lattice gathers its points from it.
+    carry the weight, the normaliser and the lattice constant.
+
+    Each lattice filters its points in its own grouped order (points of one
+    simplex together, simplices in vertex-code order), where its splat reads
+    consecutive points and its slice reads neighbouring vertices: in any other
+    order the smoothness lattice, with more vertices than pixels, misses the
+    cache on almost every read and costs three times as much. Values are passed
+    in the first lattice's order (:attr:`order`); the other lattices gather
+    their points from it and their messages back, one permutation each way.
     Only ``C - 1`` channels need filtering: the marginals sum to one, so the
     last channel's message is :attr:`constant` (the message of ones) minus the
     others'.
@@ -750,48 +756,49 @@ class _NormalisedKernels:
                  dtype: torch.dtype,
                  caches: Optional[Sequence[Optional[dict]]] = None) -> None:
         # caches[i]: a dict kept across calls for an image-independent lattice
-        # (the smoothness kernel's), filled here with its blurs and normaliser.
+        # (the smoothness kernel's), filled here with what depends on it alone:
+        # its blurs, unscaled splat and slice, and normaliser (in its own order).
         caches = [None] * len(lattices) if caches is None else caches
+        owned = [{} if cache is None else cache for cache in caches]
         device = lattices[0].vertex.device
         total = lattices[0].vertex.shape[0]
         self.total = total
         self.order = lattices[0].order
-        # the first lattice's weights in its grouped order serve its splat and the slice
-        self.first_grouped_bary = lattices[0].bary.index_select(0, self.order)
+        self._vertex_buffers: dict = {}
+        self._flat_permutations: dict = {}
+        # to_own[i][j]: where lattice i's j-th point sits in the first lattice's
+        # order; from_own[i] the inverse, to bring its message back.
         position = torch.empty_like(self.order).index_copy_(
             0, self.order, torch.arange(total, device=device))
-        # The other lattices' splats read their points from this order directly
-        # (their columns are remapped once, instead of a gather per call).
-        self.gathers = [None] + [position.index_select(0, l.order) for l in lattices[1:]]
-        self.blurs = []
-        for lattice, cache in zip(lattices, caches):
-            if cache is not None and 'blurs' not in cache:
-                cache['blurs'] = self._blur_matrices(lattice, dtype)
-            self.blurs.append(self._blur_matrices(lattice, dtype) if cache is None else
-                              cache['blurs'])
-        self.splats = [self._splat_matrix(i, lattice, None) for i, lattice in enumerate(lattices)]
-        raw = [self._slice_matrix(lattice) for lattice in lattices]
+        self.to_own = [None] + [position.index_select(0, l.order) for l in lattices[1:]]
+        self.from_own = [None] + [
+            torch.empty_like(g).index_copy_(0, g, torch.arange(total, device=device))
+            for g in self.to_own[1:]
+        ]
+        grouped_bary = [l.bary.index_select(0, l.order) for l in lattices]
+        for lattice, parts, bary in zip(lattices, owned, grouped_bary):
+            if 'blurs' not in parts:
+                parts['blurs'] = self._blur_matrices(lattice, dtype)
+                parts['splat'] = self._splat_matrix(lattice, bary)
+                parts['slice'] = self._slice_matrix(lattice, bary)
+        self.blurs = [parts['blurs'] for parts in owned]
+        self.splats = [parts['splat'] for parts in owned]
         ones = torch.ones(total, 1, dtype=dtype, device=device)
-        norms = []
-        for i, cache in enumerate(caches):
-            if cache is not None and 'norm' in cache:  # kept in spatial order
-                norms.append(cache['norm'].index_select(0, self.order))
-                continue
-            norms.append(self._filter_one(i, ones, raw[i])[:, 0])
-            if cache is not None:
-                cache['norm'] = torch.empty_like(norms[-1]).index_copy_(0, self.order, norms[-1])
+        for i, parts in enumerate(owned):
+            if 'norm' not in parts:
+                parts['norm'] = self._filter_one(i, ones, parts['slice'])[:, 0]
+        norms = [parts['norm'] for parts in owned]
         if normalization == 'symmetric':
             post = [(n + 1e-20).rsqrt() for n in norms]
-            self.splats = [
-                self._splat_matrix(i, lattice, torch.empty_like(p).index_copy_(0, self.order, p))
-                for i, (lattice, p) in enumerate(zip(lattices, post))
-            ]
+            self.splats = [self._splat_matrix(lattice, bary * p[:, None])
+                           for lattice, bary, p in zip(lattices, grouped_bary, post)]
         else:
             post = [(n + 1e-20).reciprocal() for n in norms]
+        steps = [l.bary.shape[1] for l in lattices]
         self.slices = [
-            _csr(r.crow_indices(), r.col_indices(),
-                 r.values() * (p * w).repeat_interleave(l.bary.shape[1]), r.shape)
-            for r, p, w, l in zip(raw, post, weights, lattices)
+            _csr(r.crow_indices(), r.col_indices(), r.values() * (p * w).repeat_interleave(k),
+                 r.shape)
+            for r, p, w, k in zip((parts['slice'] for parts in owned), post, weights, steps)
         ]
         # Rows of the row-normalised kernels sum to one.
         self.constant = (self(ones)[:, 0] if normalization == 'symmetric' else
@@ -815,49 +822,75 @@ class _NormalisedKernels:
         columns[..., 1:].masked_fill_(neighbours < 0, num)
         return [_csr(crow, c.view(-1), values, (num + 1, num + 1)) for c in columns]
 
-    def _splat_matrix(self, index: int, lattice: ReferenceLattice,
-                      scale: Optional[Tensor]) -> Tensor:
-        # Weights in grouped order, one row per class: class k's entries read row k.
-        weights = self._grouped_bary(lattice)
-        if scale is not None:
-            weights = weights * scale.index_select(0, lattice.order)[:, None]
-        weights = weights.t().contiguous()
+    @staticmethod
+    def _splat_matrix(lattice: ReferenceLattice, grouped_bary: Tensor) -> Tensor:
+        """Vertex rows (+ a zero row), point columns in the lattice's grouped order."""
+        weights = grouped_bary.t().contiguous()  # one row per class: class k reads weight k
         classes = lattice.splat_columns.view(weights.shape[0], -1)
         values = torch.cat([w.index_select(0, c) for w, c in zip(weights, classes)])
-        crow = torch.cat([lattice.splat_crow, lattice.splat_crow[-1:]])  # + the zero row
-        columns = lattice.splat_columns
-        if self.gathers[index] is not None:
-            columns = self.gathers[index].index_select(0, columns)
-        return _csr(crow, columns, values, (lattice.num_vertices + 1, self.total))
+        crow = torch.cat([lattice.splat_crow, lattice.splat_crow[-1:]])
+        return _csr(crow, lattice.splat_columns, values,
+                    (lattice.num_vertices + 1, lattice.splat_columns.numel() // weights.shape[0]))
 
-    def _grouped_bary(self, lattice: ReferenceLattice) -> Tensor:
-        """The barycentric weights in the lattice's grouped order."""
-        if lattice.order is self.order:
-            return self.first_grouped_bary
-        return lattice.bary.index_select(0, lattice.order)
-
-    def _slice_matrix(self, lattice: ReferenceLattice) -> Tensor:
-        steps = lattice.bary.shape[1]
+    @staticmethod
+    def _slice_matrix(lattice: ReferenceLattice, grouped_bary: Tensor) -> Tensor:
+        """Point rows in the lattice's grouped order, their ``d + 1`` vertex columns."""
+        total, steps = grouped_bary.shape
         alpha = 1.0 / (1.0 + 2.0**-(steps - 1))
-        columns = lattice.vertex.index_select(0, self.order)
-        values = (self.first_grouped_bary if lattice.order is self.order else
-                  lattice.bary.index_select(0, self.order)).mul(alpha)
-        return _csr(torch.arange(0, steps * self.total + 1, steps, device=columns.device),
-                    columns.reshape(-1), values.reshape(-1),
-                    (self.total, lattice.num_vertices + 1))
+        columns = lattice.vertex.index_select(0, lattice.order)
+        return _csr(torch.arange(0, steps * total + 1, steps, device=columns.device),
+                    columns.reshape(-1), grouped_bary.mul(alpha).reshape(-1),
+                    (total, lattice.num_vertices + 1))
 
     def _filter_one(self, index: int, q: Tensor, slice_matrix: Tensor) -> Tensor:
-        values = self.splats[index] @ q
+        """Lattice ``index``'s filter of ``q``, both in that lattice's own order."""
+        values, spare = self._buffers(index, q.shape[1])
+        _spmm(self.splats[index], q, values)
         for blur in self.blurs[index]:
-            values = blur @ values
+            values, spare = _spmm(blur, values, spare), values
         return slice_matrix @ values
+
+    def _buffers(self, index: int, channels: int) -> List[Tensor]:
+        """Two vertex buffers of lattice ``index``, kept: products write into them."""
+        key = (index, channels)
+        if key not in self._vertex_buffers:
+            rows = self.splats[index].shape[0]
+            # Zeros, not garbage: addmm's beta = 0 must see finite values.
+            self._vertex_buffers[key] = [
+                self.splats[index].values().new_zeros(rows, channels) for _ in range(2)]
+        return self._vertex_buffers[key]
+
+    def _permutations(self, index: int, channels: int) -> Tuple[Tensor, Tensor]:
+        """Flat element indices of ``to_own`` and ``from_own`` for ``(P, channels)`` rows.
+
+        A gather of whole 3-float rows costs several times one of their elements.
+        """
+        key = (index, channels)
+        if key not in self._flat_permutations:
+            offsets = torch.arange(channels, device=self.order.device)
+            self._flat_permutations[key] = tuple(
+                (rows[:, None] * channels + offsets).view(-1)
+                for rows in (self.to_own[index], self.from_own[index]))
+        return self._flat_permutations[key]
 
     def __call__(self, q: Tensor) -> Tensor:
         """Weighted, normalised messages of ``(P, C')`` values, both in :attr:`order`."""
         out = self._filter_one(0, q, self.slices[0])
+        flat = out.view(-1)
         for index in range(1, len(self.slices)):
-            out += self._filter_one(index, q, self.slices[index])
+            to_own, from_own = self._permutations(index, q.shape[1])
+            own = q.reshape(-1).index_select(0, to_own).view(q.shape)
+            own = self._filter_one(index, own, self.slices[index])
+            flat += own.view(-1).index_select(0, from_own)
         return out
+
+
+def _spmm(sparse: Tensor, dense: Tensor, out: Tensor) -> Tensor:
+    """``sparse @ dense``, into ``out`` (no zero-filled result to allocate and copy)
+    unless autograd records the product: then a new tensor, as backward needs it."""
+    if torch.is_grad_enabled() and (dense.requires_grad or sparse.requires_grad):
+        return sparse @ dense
+    return torch.addmm(out, sparse, dense, beta=0, out=out)
 
 
 def _check_number(name: str, value, positive: bool) -> float:
@@ -1153,8 +1186,11 @@ class DenseCRF(nn.Module):
         # The marginals sum to one: the last class's message follows from the others'.
         unary_last = unary[last] + kernels.constant
         for _ in range(self.num_iterations):
-            message = kernels(q[:last].t().contiguous())
-            update = torch.cat([unary[:last] + message.t(), (unary_last - message.sum(1))[None]])
-            q = torch.softmax(update, 0)
+            message = kernels(q[:last].t().contiguous()).t()
+            # Row by row: a reduction over the 3 or so columns of (P, C - 1) is slow.
+            others = message[0] if last == 1 else message[0] + message[1]
+            for row in message[2:]:
+                others += row
+            q = torch.softmax(torch.cat([unary[:last] + message, (unary_last - others)[None]]), 0)
         q = torch.empty_like(q).index_copy_(1, order, q)
         return q.view(channels, batch, height, width).permute(1, 0, 2, 3).contiguous()
