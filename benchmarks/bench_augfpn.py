@@ -22,6 +22,7 @@
 
     python benchmarks/bench_augfpn.py [--device cuda] [--shape 800 1333] [--iters 10]
                                       [--part extractors|roi-features|detectors|both]
+                                      [--goal-only]
 """
 import importlib.util
 import os.path as osp
@@ -139,12 +140,15 @@ DETECTOR_RUNS = {
     'augfpn_faster_rcnn_r50, mmcv RoIAlign': ('augfpn_faster_rcnn_r50', 'roi_layer'),
 }
 DETECTOR_REFERENCE = 'augfpn_baseline_faster_rcnn_r50'  # FPN with AugFPN's recipe
+GOAL_RUNS = (DETECTOR_REFERENCE, 'augfpn_faster_rcnn_r50')  # --goal-only
 
 
 def bench_detectors(args) -> None:
     benchmark = load_tool('benchmark')
     results = {}
-    for name, (config, pooling_impl) in DETECTOR_RUNS.items():
+    runs = {name: run for name, run in DETECTOR_RUNS.items()
+            if not args.goal_only or name in GOAL_RUNS}
+    for name, (config, pooling_impl) in runs.items():
         cfg = Config.fromfile(osp.join(REPO, 'configs', f'{config}.py'))
         cfg.model.backbone.init_cfg = None  # random weights: nothing to download
         if pooling_impl is not None:  # the consistent supervision extractor follows it
@@ -173,6 +177,8 @@ def main() -> None:
         parser.add_argument('--shape', type=int, nargs=2, default=(800, 1333), metavar=('H', 'W'))
         parser.add_argument('--part', choices=('extractors', 'roi-features', 'detectors', 'both'),
                             default='both')
+        parser.add_argument('--goal-only', action='store_true',
+                            help='whole detectors: only AugFPN and its fair baseline (the goal)')
 
     args = parse_args(__doc__.splitlines()[0], extra=extra)
     torch.manual_seed(0)

@@ -547,7 +547,8 @@ class ReferenceLattice:
     Attributes:
         num_vertices (int): ``M``.
         order (Tensor): ``(B * N,)`` the points grouped by simplex.
-        vertex (Tensor): ``(B * N, d + 1)`` vertex ids of each point (spatial order).
+        grouped_vertex (Tensor): ``(B * N, d + 1)`` vertex ids of each point in
+            :attr:`order` (:attr:`vertex` gives them in the points' order).
         bary (Tensor): ``(B * N, d + 1)`` barycentric weights.
         neighbours (Tensor): ``(d + 1, M, 2)`` neighbour ids, ``-1`` where absent.
         splat_crow, splat_columns: the splat matrix in CSR form, rows =
@@ -615,8 +616,7 @@ class ReferenceLattice:
         starts = first.nonzero().squeeze(1)
         num_simplices = starts.numel()
         counts = torch.diff(starts, append=starts.new_tensor([total]))
-        simplex_of_grouped = first.cumsum(0) - 1
-        simplex = torch.empty_like(simplex_of_grouped).index_copy_(0, order, simplex_of_grouped)
+        self._simplex_of_grouped = first.cumsum(0) - 1
         self.order = order
 
         # Vertex k is vertex k - 1 plus the diagonal, minus d + 1 on the coordinate
@@ -659,25 +659,28 @@ class ReferenceLattice:
         for size in sizes:
             base.append(base[-1] + size)
         self.num_vertices = base[-1]
-        simplex_vertex = torch.stack([ids + b for ids, b in zip(local, base)], -1)
-        self.vertex = simplex_vertex.index_select(0, simplex)
+        self._simplex_vertex = torch.stack([ids + b for ids, b in zip(local, base)], -1)
+        # The simplices' runs of points are consecutive in ``order``: a copy, no gather.
+        self.grouped_vertex = self._simplex_vertex.repeat_interleave(counts, 0, output_size=total)
 
         # Splat entries grouped by vertex: per class, the simplices in code order,
         # each expanded to its run of points (consecutive in ``order``).
+        # In the 32-bit indices that sparse BLAS takes, where they fit (see _csr).
+        index_type = torch.int32 if steps * total < 2**31 else torch.long
         crows, columns = [], []
-        arange = torch.arange(total, device=device)
+        arange = torch.arange(total, dtype=index_type, device=device)
         for k, (by_code, ids, new) in enumerate(class_order):
             if by_code is None:
                 runs, run_starts = counts, starts
                 position = arange
             else:
                 runs, run_starts = counts.index_select(0, by_code), starts.index_select(0, by_code)
-                shift = run_starts - (torch.cumsum(runs, 0) - runs)
+                shift = (run_starts - (torch.cumsum(runs, 0) - runs)).to(index_type)
                 position = torch.repeat_interleave(shift, runs, output_size=total) + arange
             per_vertex = torch.zeros(sizes[k], dtype=torch.long, device=device)
             per_vertex.index_add_(0, ids, runs)
             crow = torch.cumsum(per_vertex, 0) + k * total
-            crows.append(crow)
+            crows.append(crow.to(index_type))
             columns.append(position)
         self.splat_crow = torch.cat([crows[0].new_zeros(1)] + crows)
         self.splat_columns = torch.cat(columns)
@@ -705,6 +708,13 @@ class ReferenceLattice:
                 neighbours[axis, :, 1].index_put_((found.masked_select(hit), ),
                                                   here.masked_select(hit))
         self.neighbours = neighbours
+
+    @property
+    def vertex(self) -> Tensor:
+        """``(B * N, d + 1)`` vertex ids of each point, in the points' (spatial) order."""
+        simplex = torch.empty_like(self._simplex_of_grouped).index_copy_(
+            0, self.order, self._simplex_of_grouped)
+        return self._simplex_vertex.index_select(0, simplex)
 
     def _neighbours_by_table(self, keys: List[Tensor], strides: List[int],
                              device: torch.device) -> Tensor:
@@ -760,8 +770,8 @@ class _NormalisedKernels:
         # its blurs, unscaled splat and slice, and normaliser (in its own order).
         caches = [None] * len(lattices) if caches is None else caches
         owned = [{} if cache is None else cache for cache in caches]
-        device = lattices[0].vertex.device
-        total = lattices[0].vertex.shape[0]
+        device = lattices[0].bary.device
+        total = lattices[0].bary.shape[0]
         self.total = total
         self.order = lattices[0].order
         self._vertex_buffers: dict = {}
@@ -808,7 +818,7 @@ class _NormalisedKernels:
     def _blur_matrices(lattice: ReferenceLattice, dtype: torch.dtype) -> List[Tensor]:
         """Per axis ``v + (v[n1] + v[n2]) / 2``; row M stays zero and stands for absent ones."""
         num = lattice.num_vertices
-        device = lattice.vertex.device
+        device = lattice.neighbours.device
         # Built in the 32-bit indices that the products take (see _csr), for all
         # axes at once; the crow and value arrays are shared by the axes.
         index = torch.int32 if 3 * num < 2**31 else torch.long
@@ -837,18 +847,19 @@ class _NormalisedKernels:
         """Point rows in the lattice's grouped order, their ``d + 1`` vertex columns."""
         total, steps = grouped_bary.shape
         alpha = 1.0 / (1.0 + 2.0**-(steps - 1))
-        columns = lattice.vertex.index_select(0, lattice.order)
+        columns = lattice.grouped_vertex
         return _csr(torch.arange(0, steps * total + 1, steps, device=columns.device),
                     columns.reshape(-1), grouped_bary.mul(alpha).reshape(-1),
                     (total, lattice.num_vertices + 1))
 
-    def _filter_one(self, index: int, q: Tensor, slice_matrix: Tensor) -> Tensor:
+    def _filter_one(self, index: int, q: Tensor, slice_matrix: Tensor,
+                    out: Optional[Tensor] = None) -> Tensor:
         """Lattice ``index``'s filter of ``q``, both in that lattice's own order."""
         values, spare = self._buffers(index, q.shape[1])
-        _spmm(self.splats[index], q, values)
+        values = _spmm(self.splats[index], q, values)
         for blur in self.blurs[index]:
             values, spare = _spmm(blur, values, spare), values
-        return slice_matrix @ values
+        return slice_matrix @ values if out is None else _spmm(slice_matrix, values, out)
 
     def _buffers(self, index: int, channels: int) -> List[Tensor]:
         """Two vertex buffers of lattice ``index``, kept: products write into them."""
@@ -873,22 +884,45 @@ class _NormalisedKernels:
                 for rows in (self.to_own[index], self.from_own[index]))
         return self._flat_permutations[key]
 
-    def __call__(self, q: Tensor) -> Tensor:
-        """Weighted, normalised messages of ``(P, C')`` values, both in :attr:`order`."""
-        out = self._filter_one(0, q, self.slices[0])
-        flat = out.view(-1)
+    def __call__(self, q: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        """Weighted, normalised messages of ``(P, C')`` values, both in :attr:`order`.
+
+        Written into ``out`` if given (and autograd does not record the call).
+        """
+        kept = not _records(q)
+        channels = q.shape[1]
+        out = self._filter_one(0, q, self.slices[0], out if kept else None)
         for index in range(1, len(self.slices)):
-            to_own, from_own = self._permutations(index, q.shape[1])
-            own = q.reshape(-1).index_select(0, to_own).view(q.shape)
-            own = self._filter_one(index, own, self.slices[index])
-            flat += own.view(-1).index_select(0, from_own)
+            to_own, from_own = self._permutations(index, channels)
+            own, message, back = self._permutation_buffers(index, channels) if kept else [None] * 3
+            own = _index_select(q.reshape(-1), to_own, own).view(q.shape)
+            message = self._filter_one(index, own, self.slices[index], message)
+            out.view(-1).add_(_index_select(message.view(-1), from_own, back))
         return out
+
+    def _permutation_buffers(self, index: int, channels: int) -> List[Tensor]:
+        key = (index, channels, 'permuted')
+        if key not in self._vertex_buffers:
+            self._vertex_buffers[key] = [self.splats[index].values().new_empty(
+                self.total * channels) for _ in range(3)]
+        own, message, back = self._vertex_buffers[key]
+        return [own, message.view(self.total, channels), back]
+
+
+def _records(*tensors: Tensor) -> bool:
+    """Whether autograd records ops on ``tensors`` (then nothing is written in place)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _index_select(source: Tensor, index: Tensor, out: Optional[Tensor]) -> Tensor:
+    return source.index_select(0, index) if out is None else torch.index_select(
+        source, 0, index, out=out)
 
 
 def _spmm(sparse: Tensor, dense: Tensor, out: Tensor) -> Tensor:
     """``sparse @ dense``, into ``out`` (no zero-filled result to allocate and copy)
     unless autograd records the product: then a new tensor, as backward needs it."""
-    if torch.is_grad_enabled() and (dense.requires_grad or sparse.requires_grad):
+    if _records(sparse, dense):
         return sparse @ dense
     return torch.addmm(out, sparse, dense, beta=0, out=out)
 
@@ -1173,6 +1207,31 @@ class DenseCRF(nn.Module):
                 q = torch.softmax(pairwise(q).add_(unary), -1)
             return q.view(batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
 
+    @staticmethod
+    def _mean_field_step(kernels: _NormalisedKernels, q: Tensor, unary: Tensor,
+                         unary_last: Tensor, buffers: Optional[Tuple[Tensor, ...]]) -> Tensor:
+        """One update of the ``(C, P)`` marginals; into ``buffers`` where given.
+
+        The last class's message is the constant minus the others', summed row by
+        row: a reduction over the 3 or so columns of ``(P, C - 1)`` is slow.
+        """
+        last = q.shape[0] - 1
+        if buffers is None:
+            message = kernels(q[:last].t().contiguous()).t()
+            others = message[0]
+            for row in message[1:]:
+                others = others + row
+            return torch.softmax(torch.cat([unary[:last] + message, (unary_last - others)[None]]),
+                                 0)
+        inputs, update, others, message = buffers
+        message = kernels(inputs.copy_(q[:last].t()), message).t()
+        others.copy_(message[0])
+        for row in message[1:]:
+            others.add_(row)
+        torch.add(unary[:last], message, out=update[:last])
+        torch.sub(unary_last, others, out=update[last])
+        return torch.softmax(update, 0)
+
     def _reference_mean_field(self, logits: Tensor, images: Tensor) -> Tensor:
         batch, channels, height, width = logits.shape
         kernels = self._reference_kernels(images, logits.dtype)
@@ -1185,12 +1244,12 @@ class DenseCRF(nn.Module):
         last = channels - 1
         # The marginals sum to one: the last class's message follows from the others'.
         unary_last = unary[last] + kernels.constant
+        # Without autograd every step writes into the same buffers: fresh tensors
+        # of this size cost more than the arithmetic on them.
+        buffers = None if _records(unary) else (
+            unary.new_empty(unary.shape[1], last), torch.empty_like(unary), unary.new_empty(
+                unary.shape[1:]), unary.new_empty(unary.shape[1], last))
         for _ in range(self.num_iterations):
-            message = kernels(q[:last].t().contiguous()).t()
-            # Row by row: a reduction over the 3 or so columns of (P, C - 1) is slow.
-            others = message[0] if last == 1 else message[0] + message[1]
-            for row in message[2:]:
-                others += row
-            q = torch.softmax(torch.cat([unary[:last] + message, (unary_last - others)[None]]), 0)
+            q = self._mean_field_step(kernels, q, unary, unary_last, buffers)
         q = torch.empty_like(q).index_copy_(1, order, q)
         return q.view(channels, batch, height, width).permute(1, 0, 2, 3).contiguous()

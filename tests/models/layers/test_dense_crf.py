@@ -511,6 +511,20 @@ def test_gradients_reach_the_logits(method):
     assert logits.grad is not None and logits.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize('normalization', ['row', 'symmetric'])
+def test_marginals_are_the_same_whether_autograd_records_or_not(normalization):
+    # Without autograd the mean field writes into kept buffers; with it, every
+    # step makes new tensors. Both must compute the same thing (4 classes: the
+    # last class's message sums three rows).
+    image, label = three_region_scene(height=21, width=26)
+    logits = noisy_logits(label, num_classes=4).float()
+    crf = DenseCRF(num_iterations=4, normalization=normalization)
+    plain = crf(logits, image)
+    recorded = crf(logits.clone().requires_grad_(), image)
+    assert recorded.requires_grad
+    assert torch.equal(plain, recorded.detach())
+
+
 # -------------------------------------------------------------------- errors
 
 
