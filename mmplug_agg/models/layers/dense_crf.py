@@ -550,7 +550,8 @@ class ReferenceLattice:
         grouped_vertex (Tensor): ``(B * N, d + 1)`` vertex ids of each point in
             :attr:`order` (:attr:`vertex` gives them in the points' order).
         bary (Tensor): ``(B * N, d + 1)`` barycentric weights.
-        neighbours (Tensor): ``(d + 1, M, 2)`` neighbour ids, ``-1`` where absent.
+        neighbours (Tensor): ``(d + 1, M, 2)`` neighbour ids, ``-1`` where absent
+            (int32 below 2^31 vertices; a transposed view of ``(d + 1, 2, M)``).
         splat_crow, splat_columns: the splat matrix in CSR form, rows =
             vertices (class by class), columns = positions in ``order``; the
             entries of class ``k`` (``B * N`` of them) carry the points' weight
@@ -692,7 +693,9 @@ class ReferenceLattice:
             # a table of vertex ids by code: a neighbour is a gather, no search.
             self.neighbours = self._neighbours_by_table(keys, strides, device)
             return
-        neighbours = torch.full((steps, self.num_vertices, 2), -1, dtype=torch.long,
+        vertex_type = torch.int32 if self.num_vertices < 2**31 else torch.long
+        # (d + 1, 2, M): each axis's first and second neighbours are contiguous rows.
+        neighbours = torch.full((steps, 2, self.num_vertices), -1, dtype=vertex_type,
                                 device=device)
         # Only the first is searched: v is u's first neighbour iff u is v's second.
         for axis in range(steps):
@@ -703,11 +706,11 @@ class ReferenceLattice:
                 found = torch.searchsorted(keys[other], target).clamp_(max=sizes[other] - 1)
                 hit = keys[other].index_select(0, found) == target
                 found = torch.where(hit, found + base[other], -1)
-                neighbours[axis, base[k]:base[k + 1], 0] = found
-                here = torch.arange(base[k], base[k + 1], device=device)
-                neighbours[axis, :, 1].index_put_((found.masked_select(hit), ),
-                                                  here.masked_select(hit))
-        self.neighbours = neighbours
+                neighbours[axis, 0, base[k]:base[k + 1]] = found
+                here = torch.arange(base[k], base[k + 1], dtype=vertex_type, device=device)
+                neighbours[axis, 1].index_put_((found.masked_select(hit), ),
+                                               here.masked_select(hit))
+        self.neighbours = neighbours.transpose(1, 2)
 
     @property
     def vertex(self) -> Tensor:
@@ -725,14 +728,13 @@ class ReferenceLattice:
         table.index_copy_(0, all_keys,
                           torch.arange(self.num_vertices, dtype=torch.int32, device=device))
         diagonal = sum(strides)
-        neighbours = []
+        neighbours = torch.empty((steps, 2, self.num_vertices), dtype=torch.int32, device=device)
         for axis in range(steps):
             shift = -diagonal + (steps * strides[axis] if axis < len(strides) else 0)
             # The digit margins keep every neighbour code inside the table.
-            neighbours.append(
-                torch.stack([table.index_select(0, all_keys + shift),
-                             table.index_select(0, all_keys - shift)], -1))
-        return torch.stack(neighbours).long()
+            torch.index_select(table, 0, all_keys + shift, out=neighbours[axis, 0])
+            torch.index_select(table, 0, all_keys - shift, out=neighbours[axis, 1])
+        return neighbours.transpose(1, 2)
 
 
 class _NormalisedKernels:
