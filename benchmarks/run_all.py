@@ -46,7 +46,8 @@ BENCHMARKS: Dict[str, tuple] = {
                ['--shape', '320', '512']),
     'rfp': ('RFP ResNet-50 vs mmdet DetectoRS RFP', ['--batch', '1', '--size', '160']),
     'bifpn': ('BiFPN D0/D3 vs effdet, and vs mmdet FPN', ['--batch', '1']),
-    'dense_crf': ('dense CRF: permutohedral vs exact', ['--height', '256', '--width', '512']),
+    'dense_crf': ('DenseCRF vs pydensecrf (cold and warm), permutohedral vs exact',
+                  ['--height', '256', '--width', '512']),
     'shape_adaptor': ('Shape Adaptor ResNet vs plain ResNet',
                       ['--depth', '18', '--size', '224', '--batch', '1']),
 }

@@ -66,11 +66,10 @@ Speed. The lattices are built once per forward for the whole batch (the image
 index is part of each vertex code) and reused by every iteration and by the
 normalisers; the smoothness lattice, which depends on the image size only, is
 also kept across calls for the most recent sizes (``cache_smoothness``); an
-iteration is one splat per lattice (sparse CSR, reading the points in the order
-in which they are grouped by simplex), six block-diagonal
-blur products and one slice for both kernels together, with the weights and
-normalisers folded into the slice; only ``C - 1`` classes are filtered (the
-marginals sum to one). The module has no parameters, runs on any device, in
+iteration is, per lattice, one splat (sparse CSR, reading the points in the
+lattice's own order, in which they are grouped by simplex), ``d + 1`` blur
+products and one slice, with the weights and normalisers folded into the slice;
+only ``C - 1`` classes are filtered (the marginals sum to one). The module has no parameters, runs on any device, in
 float32 (float64 for float64 logits) with autocast disabled.
 """
 import math
@@ -966,13 +965,13 @@ class DenseCRF(nn.Module):
         method (str): ``'permutohedral'`` (linear time; default) or ``'exact'``
             (dense kernel matrices, images of at most :data:`EXACT_MAX_PIXELS`
             pixels).
-        cache_smoothness (bool): Keep the smoothness kernel's lattice, blurs and
-            normaliser (they depend on the image size only, not on its colours)
-            for the :data:`SMOOTHNESS_CACHE_SIZE` most recent image sizes, shared
-            by all instances; the results are the same either way. The memory
-            kept is about 200 bytes per pixel (50 MB at 512x512, with
-            ``smoothness_xy_std=1``). Only for the permutohedral method with
-            ``'row'`` or ``'symmetric'`` normalisation. Default True.
+        cache_smoothness (bool): Keep the smoothness kernel's lattice, its blur,
+            splat and slice matrices and its normaliser (they depend on the image
+            size only, not on its colours) for the :data:`SMOOTHNESS_CACHE_SIZE`
+            most recent image sizes, shared by all instances; the results are the
+            same either way. The memory kept is about 250 bytes per pixel (66 MB at
+            512x512, with ``smoothness_xy_std=1``). Only for the permutohedral
+            method with ``'row'`` or ``'symmetric'`` normalisation. Default True.
         normalization (str): How each kernel's message is normalised, with
             ``n_i`` the kernel's sum over all pixels ``j`` (itself included):
             ``'row'`` (default): divided by ``n_i``, a weighted average of the
