@@ -69,8 +69,9 @@ also kept across calls for the most recent sizes (``cache_smoothness``); an
 iteration is, per lattice, one splat (sparse CSR, reading the points in the
 lattice's own order, in which they are grouped by simplex), ``d + 1`` blur
 products and one slice, with the weights and normalisers folded into the slice;
-only ``C - 1`` classes are filtered (the marginals sum to one). The module has no parameters, runs on any device, in
-float32 (float64 for float64 logits) with autocast disabled.
+only ``C - 1`` classes are filtered (the marginals sum to one). The module has
+no parameters, runs on any device, in float32 (float64 for float64 logits) with
+autocast disabled.
 """
 import math
 import warnings
