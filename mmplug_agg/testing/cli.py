@@ -1,9 +1,11 @@
 """Helpers for tests that run this repository's command-line tools as a user would."""
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence
+from types import ModuleType
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO_ROOT / 'configs'
@@ -35,3 +37,38 @@ def run_tool(args: Sequence, cwd: Path, timeout: float = 600,
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ''
+
+
+_LOADED_TOOLS: dict = {}
+
+
+def load_tool(path: Path) -> ModuleType:
+    """A tool script as a module (its ``main``, its ``run_cli``), loaded once per path."""
+    path = Path(path)
+    if path not in _LOADED_TOOLS:
+        spec = importlib.util.spec_from_file_location(f'tool_{path.stem}', path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _LOADED_TOOLS[path] = module
+    return _LOADED_TOOLS[path]
+
+
+def run_tool_in_process(path: Path, args: Sequence, cwd: Path, monkeypatch,
+                        capsys) -> Tuple[int, str]:
+    """``python path args`` in ``cwd`` without starting an interpreter: (exit code, stderr).
+
+    For a tool's error paths, which end before anything heavy is built: the
+    tool's own ``run_cli(main)`` runs with ``sys.argv`` set, as under
+    ``__main__``. Keep one real process start per tool (:func:`run_tool`) for
+    the whole way a user goes.
+    """
+    tool = load_tool(path)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, 'argv', [str(path), *map(str, args)])
+    capsys.readouterr()
+    try:
+        tool.run_cli(tool.main)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    return code, capsys.readouterr().err

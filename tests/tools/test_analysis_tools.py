@@ -8,6 +8,7 @@ import importlib.util
 import os.path as osp
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import mmdet
@@ -17,6 +18,7 @@ import torch
 from mmengine.config import Config
 
 from mmplug_agg.testing import make_det_batch, make_seg_batch
+from mmplug_agg.testing.cli import run_tool_in_process
 from mmplug_agg.testing.synthetic import make_batch_for_model
 from mmplug_agg.utils.launch import build_model
 
@@ -217,16 +219,21 @@ UNKNOWN_TYPE_CONFIG = "default_scope = 'mmdet'\nmodel = dict(type='NoSuchDetecto
 
 @pytest.mark.parametrize('tool, problem', [('get_flops', 'missing'), ('benchmark', 'missing'),
                                            ('benchmark', 'unknown type')])
-def test_cli_error_is_one_line(tmp_path, tool, problem):
+def test_cli_error_is_one_line(tmp_path, tool, problem, monkeypatch, capsys):
     config = tmp_path / 'config.py'
     expected = 'does not exist'
     if problem == 'unknown type':
         config.write_text(UNKNOWN_TYPE_CONFIG)
         expected = 'NoSuchDetector is not in the mmdet::model registry'
-    command = [sys.executable, osp.join(TOOLS_DIR, f'{tool}.py'), str(config)]
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    path = Path(TOOLS_DIR) / f'{tool}.py'
+    if problem == 'missing':  # refused before anything is built
+        code, stderr = run_tool_in_process(path, [config], REPO_ROOT, monkeypatch, capsys)
+    else:  # the whole way, from a fresh interpreter
+        proc = subprocess.run([sys.executable, str(path), str(config)], capture_output=True,
+                              text=True, cwd=REPO_ROOT, timeout=120)
+        code, stderr = proc.returncode, proc.stderr
 
-    assert proc.returncode == 1
-    stderr_lines = proc.stderr.strip().splitlines()
-    assert len(stderr_lines) == 1, proc.stderr
+    assert code == 1
+    stderr_lines = stderr.strip().splitlines()
+    assert len(stderr_lines) == 1, stderr
     assert stderr_lines[0].startswith('error:') and expected in stderr_lines[0]

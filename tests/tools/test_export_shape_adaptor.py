@@ -1,6 +1,5 @@
 """tools/misc/export_shape_adaptor.py: every mode freezes to a model that computes what the
 trained one did, the frozen model exports to ONNX and onnxruntime matches torch; errors."""
-import importlib.util
 import io
 import sys
 import warnings
@@ -12,7 +11,8 @@ from mmengine.registry import init_default_scope
 
 import mmplug_agg  # noqa: F401
 from mmplug_agg.registry import MODEL_REGISTRIES
-from mmplug_agg.testing.cli import CONFIG_DIR, TOOLS_DIR, last_line
+from mmplug_agg.testing.cli import (CONFIG_DIR, TOOLS_DIR, last_line, load_tool,
+                                    run_tool_in_process)
 
 EXPORT = TOOLS_DIR / 'misc' / 'export_shape_adaptor.py'
 DEMO_CFG = CONFIG_DIR / 'shape_adaptor_r50_fcn_cityscapes_512x1024_80k_demo.py'
@@ -44,13 +44,6 @@ def build_backbone(cfg: Config):
     return MODEL_REGISTRIES['mmseg'].build(cfg.model.backbone).eval()
 
 
-def load_export_tool():
-    spec = importlib.util.spec_from_file_location('export_shape_adaptor_tool', EXPORT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def trained(cfg: Config, seed: int = 0):
     """The config's backbone with distinct alphas and non-trivial BN statistics."""
     torch.manual_seed(seed)
@@ -77,7 +70,7 @@ def test_cli_exports_and_the_rebuilt_model_computes_the_same(tmp_path, capsys, m
     # The CLI in this process (an interpreter start costs more than the whole test).
     monkeypatch.setattr(sys, 'argv', ['export_shape_adaptor.py', str(config), str(checkpoint),
                                       '--out', str(out), '--load-from'])
-    load_export_tool().main()
+    load_tool(EXPORT).main()
     assert 'config written to' in last_line(capsys.readouterr().out)
 
     exported = Config.fromfile(str(out))
@@ -104,7 +97,7 @@ def test_every_mode_freezes_and_exports_to_onnx(name):
     cfg = Config.fromfile(str(path))
     cfg.model.backbone.update(overrides)
     learned = trained(cfg)
-    tool = load_export_tool()
+    tool = load_tool(EXPORT)
     frozen_cfg, factors = tool.export(cfg, [float(a.alpha) for a in learned.adaptors])
     assert list(factors) == pytest.approx(list(learned.learned_factors()))
     frozen = build_backbone(frozen_cfg)
@@ -127,27 +120,26 @@ def test_every_mode_freezes_and_exports_to_onnx(name):
                                    atol=1e-5)
 
 
-def run_in_process(tool, args, capsys, monkeypatch) -> str:
-    """Run the tool's CLI in this process (no interpreter start); return its stderr."""
-    monkeypatch.setattr(sys, 'argv', ['export_shape_adaptor.py', *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        tool.run_cli(tool.main)
-    assert exit_info.value.code == 1
-    return capsys.readouterr().err
+def run_in_process(args, tmp_path, capsys, monkeypatch) -> str:
+    """The tool's stderr for a mistake (exit code 1), without an interpreter start."""
+    code, err = run_tool_in_process(EXPORT, args, tmp_path, monkeypatch, capsys)
+    assert code == 1, err
+    return err
 
 
 def test_errors_are_one_line(tmp_path, capsys, monkeypatch):
-    tool = load_export_tool()
-    err = run_in_process(tool, [DEMO_CFG, tmp_path / 'missing.pth', '--out', tmp_path / 'x.py'],
-                         capsys, monkeypatch)
+    tool = load_tool(EXPORT)
+    err = run_in_process([DEMO_CFG, tmp_path / 'missing.pth', '--out', tmp_path / 'x.py'],
+                         tmp_path, capsys, monkeypatch)
     assert last_line(err).startswith("error: checkpoint '") and 'does not exist' in err
 
     plain = tmp_path / 'plain.pth'
     torch.save(dict(state_dict={'backbone.conv1.weight': torch.zeros(1)}), plain)
-    err = run_in_process(tool, [DEMO_CFG, plain, '--out', tmp_path / 'x.py'], capsys, monkeypatch)
+    err = run_in_process([DEMO_CFG, plain, '--out', tmp_path / 'x.py'], tmp_path, capsys,
+                         monkeypatch)
     assert 'no backbone.adaptors.<k>.alpha' in last_line(err)
 
-    err = run_in_process(tool, [DEMO_CFG, plain, '--out', tmp_path / 'x.json'], capsys,
+    err = run_in_process([DEMO_CFG, plain, '--out', tmp_path / 'x.json'], tmp_path, capsys,
                          monkeypatch)
     assert last_line(err).startswith('error: --out must name a .py config file')
 

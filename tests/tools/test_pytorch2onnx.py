@@ -1,7 +1,8 @@
 """tools/deployment/pytorch2onnx.py as a user runs it: export + --verify, and one-line errors."""
 import pytest
 
-from mmplug_agg.testing.cli import CONFIG_DIR, REPO_ROOT, TOOLS_DIR, last_line, run_tool
+from mmplug_agg.testing.cli import (CONFIG_DIR, REPO_ROOT, TOOLS_DIR, last_line, run_tool,
+                                    run_tool_in_process)
 
 pytest.importorskip('onnxruntime')
 TOOL = TOOLS_DIR / 'deployment' / 'pytorch2onnx.py'
@@ -24,12 +25,13 @@ def test_export_and_verify_two_stage_detector(tmp_path):
     (['--out', 'x.onnx', '--opset', '11'], 'opset must be at least 16'),
     (['--out', 'no/such/dir/x.onnx'], 'does not exist'),
 ])
-def test_user_mistakes_end_with_one_error_line(tmp_path, args, message):
-    result = run_tool([TOOL, CONFIG_DIR / 'fpn_faster_rcnn_r50_demo.py', '--shape', '64', '64',
-                       *args], cwd=tmp_path)
-    assert result.returncode == 1
-    assert last_line(result.stderr).startswith('error: ') and message in result.stderr
-    assert 'Traceback' not in result.stderr
+def test_user_mistakes_end_with_one_error_line(tmp_path, args, message, monkeypatch, capsys):
+    code, stderr = run_tool_in_process(
+        TOOL, [CONFIG_DIR / 'fpn_faster_rcnn_r50_demo.py', '--shape', '64', '64', *args],
+        tmp_path, monkeypatch, capsys)
+    assert code == 1
+    assert last_line(stderr).startswith('error: ') and message in stderr
+    assert 'Traceback' not in stderr
 
 
 def test_deformable_sac_is_refused_with_the_fix(tmp_path):
