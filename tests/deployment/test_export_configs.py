@@ -99,7 +99,10 @@ def test_deployment_docs_table_names_every_config_and_family():
 # The frozen DLA Shape Adaptor resamples at non-integer factors in every stage; with
 # random weights its float32 output is itself 3.4e-4 (1.2e-4 scaled) from a float64 run
 # of the same model, onnxruntime's 2.5e-4 (measured 2026-12-02): the bound sits above that.
-TOLERANCE = {'shape_adaptor_dlaup_seg': 2e-4}
+# DetectoRS (two recursive backbone passes, weight-standardised convs): on an AVX-512
+# machine onnxruntime reached 1.13e-4 scaled on one level's class scores, its
+# features 5.7e-5 (2026-12-02), where earlier machines stayed below 1e-4.
+TOLERANCE = {'shape_adaptor_dlaup_seg': 2e-4, 'detectors': 2e-4}
 
 
 def check_export(tmp_path, cfg, sizes, name):
