@@ -9,7 +9,6 @@ layers unit gain (so classification scores are spread out and the order of detec
 not decided by rounding).
 """
 import contextlib
-import importlib.util
 import sys
 from types import ModuleType
 from typing import Any, Iterable, Iterator, List, Sequence
@@ -248,15 +247,10 @@ def detector_heads(detector: nn.Module) -> List[nn.Module]:
 
 def load_converter(name: str) -> ModuleType:
     """Import ``tools/model_converters/<name>.py`` (tools are scripts, not a package)."""
-    from mmplug_agg.testing.cli import TOOLS_DIR
-    if name in sys.modules:
-        return sys.modules[name]
-    path = TOOLS_DIR / 'model_converters' / f'{name}.py'
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module
-    return module
+    from mmplug_agg.testing.cli import TOOLS_DIR, load_tool
+    if name not in sys.modules:
+        sys.modules[name] = load_tool(TOOLS_DIR / 'model_converters' / f'{name}.py')
+    return sys.modules[name]
 
 
 def run_converter(module: ModuleType, *argv: str) -> None:

@@ -4,7 +4,6 @@ The configs are mmdet's and mmseg's own, shrunk (ResNet-18 with a 64-channel
 FPN, fewer proposals, 128x128 images) so that the whole file runs in well under
 a minute on two CPU cores; nothing is downloaded (no pretrained weights).
 """
-import importlib.util
 import os.path as osp
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import torch
 from mmengine.config import Config
 
 from mmplug_agg.testing import make_det_batch, make_seg_batch
-from mmplug_agg.testing.cli import run_tool_in_process
+from mmplug_agg.testing.cli import load_tool, run_tool_in_process
 from mmplug_agg.testing.synthetic import make_batch_for_model
 from mmplug_agg.utils.launch import build_model
 
@@ -29,23 +28,18 @@ MMSEG_CONFIGS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs')
 SHAPE = (128, 128)
 
 
-def load_tool(name: str) -> ModuleType:
-    """Import a tool script by path: tools/ is not a package."""
-    spec = importlib.util.spec_from_file_location(f'analysis_tool_{name}',
-                                                  osp.join(TOOLS_DIR, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_analysis_tool(name: str) -> ModuleType:
+    return load_tool(Path(TOOLS_DIR) / f'{name}.py')
 
 
 @pytest.fixture(scope='module')
 def get_flops() -> ModuleType:
-    return load_tool('get_flops')
+    return load_analysis_tool('get_flops')
 
 
 @pytest.fixture(scope='module')
 def benchmark() -> ModuleType:
-    return load_tool('benchmark')
+    return load_analysis_tool('benchmark')
 
 
 def faster_rcnn_r18() -> Config:
