@@ -476,8 +476,10 @@ def _enclosing_simplices(features: Tensor) -> Tuple[List[Tensor], List[Tensor], 
     """Remainder-0 point, coordinate ranks and barycentric weights of every point.
 
     ``features`` is ``(P, d)``. Returns the ``d + 1`` coordinates of the
-    remainder-0 vertex (int64 columns), the ``d + 1`` ranks (int64 columns) and
-    the ``(P, d + 1)`` barycentric weights, vertex ``k`` in column ``k``. The
+    remainder-0 vertex (int64 columns), the ``d + 1`` ranks (int8 columns) and
+    the ``(d + 1, P)`` barycentric weights, vertex ``k`` in row ``k`` (rows, not
+    columns: gathers and scatters of ``d + 1``-wide rows are several times slower
+    than of long ones). The
     elevation follows the reference's order of float operations (a running sum
     from the last feature), so that in float32 the simplices are the reference's
     bit for bit.
@@ -517,12 +519,12 @@ def _enclosing_simplices(features: Tensor) -> Tuple[List[Tensor], List[Tensor], 
         rank[i] = shifted + fix
         rem0[i] = (rem0[i] + fix.to(dtype)).long()
     # The weights are differences of the residuals in rank order.
-    share = torch.stack([(e - r.to(dtype)) * down for e, r in zip(elevated, rem0)], -1)
-    by_rank = torch.empty_like(share).scatter_(-1, torch.stack(rank, -1).long(), share)
-    by_rank = by_rank.flip(-1)  # column p holds the residual of rank d - p
+    share = torch.stack([(e - r.to(dtype)) * down for e, r in zip(elevated, rem0)])
+    by_rank = torch.empty_like(share).scatter_(0, torch.stack(rank).long(), share)
+    by_rank = by_rank.flip(0)  # row p holds the residual of rank d - p
     bary = torch.empty_like(share)
-    bary[:, 1:] = by_rank[:, 1:] - by_rank[:, :-1]
-    bary[:, 0] = by_rank[:, 0] + (1 - by_rank[:, dim])
+    torch.sub(by_rank[1:], by_rank[:-1], out=bary[1:])
+    bary[0] = by_rank[0] + (1 - by_rank[dim])
     return rem0, rank, bary
 
 
@@ -549,7 +551,8 @@ class ReferenceLattice:
         order (Tensor): ``(B * N,)`` the points grouped by simplex.
         grouped_vertex (Tensor): ``(B * N, d + 1)`` vertex ids of each point in
             :attr:`order` (:attr:`vertex` gives them in the points' order).
-        bary (Tensor): ``(B * N, d + 1)`` barycentric weights.
+        weights (Tensor): ``(d + 1, B * N)`` barycentric weights, vertex ``k``
+            in row ``k`` (:attr:`bary` is its ``(B * N, d + 1)`` view).
         neighbours (Tensor): ``(d + 1, M, 2)`` neighbour ids, ``-1`` where absent
             (int32 below 2^31 vertices; a transposed view of ``(d + 1, 2, M)``).
         splat_crow, splat_columns: the splat matrix in CSR form, rows =
@@ -569,8 +572,7 @@ class ReferenceLattice:
         steps = dim + 1
         device = features.device
         total = batch * num
-        rem0, rank, bary = _enclosing_simplices(features.reshape(total, dim))
-        self.bary = bary
+        rem0, rank, self.weights = _enclosing_simplices(features.reshape(total, dim))
 
         # Mixed-radix codes of the first d coordinates and the batch index; the
         # range of each digit comes from the data, with room for the vertices
@@ -713,6 +715,15 @@ class ReferenceLattice:
         self.neighbours = neighbours.transpose(1, 2)
 
     @property
+    def bary(self) -> Tensor:
+        """``(B * N, d + 1)`` barycentric weights (a view of :attr:`weights`)."""
+        return self.weights.t()
+
+    def grouped_weights(self) -> Tensor:
+        """``(d + 1, B * N)`` barycentric weights of the points in :attr:`order`."""
+        return self.weights.index_select(1, self.order)
+
+    @property
     def vertex(self) -> Tensor:
         """``(B * N, d + 1)`` vertex ids of each point, in the points' (spatial) order."""
         simplex = torch.empty_like(self._simplex_of_grouped).index_copy_(
@@ -772,8 +783,8 @@ class _NormalisedKernels:
         # its blurs, unscaled splat and slice, and normaliser (in its own order).
         caches = [None] * len(lattices) if caches is None else caches
         owned = [{} if cache is None else cache for cache in caches]
-        device = lattices[0].bary.device
-        total = lattices[0].bary.shape[0]
+        device = lattices[0].weights.device
+        total = lattices[0].weights.shape[1]
         self.total = total
         self.order = lattices[0].order
         self._vertex_buffers: dict = {}
@@ -787,12 +798,12 @@ class _NormalisedKernels:
             torch.empty_like(g).index_copy_(0, g, torch.arange(total, device=device))
             for g in self.to_own[1:]
         ]
-        grouped_bary = [l.bary.index_select(0, l.order) for l in lattices]
-        for lattice, parts, bary in zip(lattices, owned, grouped_bary):
+        for lattice, parts in zip(lattices, owned):
             if 'blurs' not in parts:
+                weights_in_order = lattice.grouped_weights()
                 parts['blurs'] = self._blur_matrices(lattice, dtype)
-                parts['splat'] = self._splat_matrix(lattice, bary)
-                parts['slice'] = self._slice_matrix(lattice, bary)
+                parts['splat'] = self._splat_matrix(lattice, weights_in_order)
+                parts['slice'] = self._slice_matrix(lattice, weights_in_order)
         self.blurs = [parts['blurs'] for parts in owned]
         self.splats = [parts['splat'] for parts in owned]
         ones = torch.ones(total, 1, dtype=dtype, device=device)
@@ -802,13 +813,13 @@ class _NormalisedKernels:
         norms = [parts['norm'] for parts in owned]
         if normalization == 'symmetric':
             post = [(n + 1e-20).rsqrt() for n in norms]
-            self.splats = [self._splat_matrix(lattice, bary * p[:, None])
-                           for lattice, bary, p in zip(lattices, grouped_bary, post)]
+            self.splats = [self._splat_matrix(lattice, lattice.grouped_weights() * p)
+                           for lattice, p in zip(lattices, post)]
         else:
             post = [(n + 1e-20).reciprocal() for n in norms]
-        steps = [l.bary.shape[1] for l in lattices]
+        steps = [l.weights.shape[0] for l in lattices]
         self.slices = [
-            _csr(r.crow_indices(), r.col_indices(), r.values() * (p * w).repeat_interleave(k),
+            _csr(r.crow_indices(), r.col_indices(), (r.values().view(-1, k) * (p * w)[:, None]).view(-1),
                  r.shape)
             for r, p, w, k in zip((parts['slice'] for parts in owned), post, weights, steps)
         ]
@@ -827,32 +838,40 @@ class _NormalisedKernels:
         crow = torch.arange(0, 3 * num + 1, 3, dtype=index, device=device)
         crow = torch.cat([crow, crow[-1:]])
         values = torch.tensor([1.0, 0.5, 0.5], dtype=dtype, device=device).repeat(num)
-        neighbours = lattice.neighbours
-        columns = torch.empty(neighbours.shape[:2] + (3, ), dtype=index, device=device)
+        # The neighbours' memory is (d + 1, 2, M): replace the absent ones there,
+        # contiguously, before the one strided copy.
+        by_side = lattice.neighbours.transpose(1, 2)
+        present = torch.where(by_side < 0, num, by_side).transpose(1, 2)
+        columns = torch.empty(present.shape[:2] + (3, ), dtype=index, device=device)
         columns[..., 0] = torch.arange(num, dtype=index, device=device)
-        columns[..., 1:] = neighbours
-        columns[..., 1:].masked_fill_(neighbours < 0, num)
+        columns[..., 1:] = present
         return [_csr(crow, c.view(-1), values, (num + 1, num + 1)) for c in columns]
 
     @staticmethod
-    def _splat_matrix(lattice: ReferenceLattice, grouped_bary: Tensor) -> Tensor:
-        """Vertex rows (+ a zero row), point columns in the lattice's grouped order."""
-        weights = grouped_bary.t().contiguous()  # one row per class: class k reads weight k
-        classes = lattice.splat_columns.view(weights.shape[0], -1)
-        values = torch.cat([w.index_select(0, c) for w, c in zip(weights, classes)])
+    def _splat_matrix(lattice: ReferenceLattice, grouped_weights: Tensor) -> Tensor:
+        """Vertex rows (+ a zero row), point columns in the lattice's grouped order.
+
+        ``grouped_weights`` is ``(d + 1, P)``: class ``k``'s entries read row ``k``.
+        """
+        steps, total = grouped_weights.shape
+        classes = lattice.splat_columns.view(steps, total)
+        # Class 0 lists the points in order (its simplices are sorted by their
+        # remainder-0 vertex already): no gather.
+        values = torch.cat([grouped_weights[0]] + [
+            w.index_select(0, c) for w, c in zip(grouped_weights[1:], classes[1:])])
         crow = torch.cat([lattice.splat_crow, lattice.splat_crow[-1:]])
-        return _csr(crow, lattice.splat_columns, values,
-                    (lattice.num_vertices + 1, lattice.splat_columns.numel() // weights.shape[0]))
+        return _csr(crow, lattice.splat_columns, values, (lattice.num_vertices + 1, total))
 
     @staticmethod
-    def _slice_matrix(lattice: ReferenceLattice, grouped_bary: Tensor) -> Tensor:
+    def _slice_matrix(lattice: ReferenceLattice, grouped_weights: Tensor) -> Tensor:
         """Point rows in the lattice's grouped order, their ``d + 1`` vertex columns."""
-        total, steps = grouped_bary.shape
+        steps, total = grouped_weights.shape
         alpha = 1.0 / (1.0 + 2.0**-(steps - 1))
         columns = lattice.grouped_vertex
+        values = grouped_weights.new_empty(total, steps)
+        torch.mul(grouped_weights.t(), alpha, out=values)
         return _csr(torch.arange(0, steps * total + 1, steps, device=columns.device),
-                    columns.reshape(-1), grouped_bary.mul(alpha).reshape(-1),
-                    (total, lattice.num_vertices + 1))
+                    columns.reshape(-1), values.view(-1), (total, lattice.num_vertices + 1))
 
     def _filter_one(self, index: int, q: Tensor, slice_matrix: Tensor,
                     out: Optional[Tensor] = None) -> Tensor:
