@@ -638,25 +638,19 @@ class ReferenceLattice:
         # 32-bit keys sort several times faster; the order (stable) is the same.
         narrow = span * batch < 2**31
         self.span = span * batch
-        keys, local, class_order = [], [], []
+        keys, local = [], []
         for k in range(steps):
             if k == 0:
                 # Already sorted: simplices follow code0.
-                sorted_code, by_code = simplex_code0, None
+                new = torch.ones(num_simplices, dtype=torch.bool, device=device)
+                new[1:] = simplex_code0[1:] != simplex_code0[:-1]
+                keys.append(simplex_code0.masked_select(new))
+                local.append(new.cumsum(0) - 1)
             else:
-                code = codes[k - 1]
-                if narrow:
-                    by_code = torch.sort(code.int(), stable=True)[1]
-                    sorted_code = code.index_select(0, by_code)
-                else:
-                    sorted_code, by_code = torch.sort(code, stable=True)
-            new = torch.ones(num_simplices, dtype=torch.bool, device=device)
-            new[1:] = sorted_code[1:] != sorted_code[:-1]
-            ids = new.cumsum(0) - 1
-            keys.append(sorted_code.masked_select(new))
-            local.append(ids if by_code is None else torch.empty_like(ids).index_copy_(
-                0, by_code, ids))
-            class_order.append((by_code, ids, new))
+                unique, ids = torch.unique(codes[k - 1].int() if narrow else codes[k - 1],
+                                           sorted=True, return_inverse=True)
+                keys.append(unique.long())
+                local.append(ids)
         sizes = [key.numel() for key in keys]
         base = [0]
         for size in sizes:
@@ -666,27 +660,26 @@ class ReferenceLattice:
         # The simplices' runs of points are consecutive in ``order``: a copy, no gather.
         self.grouped_vertex = self._simplex_vertex.repeat_interleave(counts, 0, output_size=total)
 
-        # Splat entries grouped by vertex: per class, the simplices in code order,
-        # each expanded to its run of points (consecutive in ``order``).
-        # In the 32-bit indices that sparse BLAS takes, where they fit (see _csr).
+        # Splat entries grouped by vertex: per class, the points sorted stably by
+        # their vertex there (per vertex, its simplices in order, each one's run of
+        # points in order); class 0's vertices follow the simplices, so its points
+        # are in order. In the 32-bit indices that sparse BLAS takes, where they fit
+        # (see _csr).
         index_type = torch.int32 if steps * total < 2**31 else torch.long
-        crows, columns = [], []
-        arange = torch.arange(total, dtype=index_type, device=device)
-        for k, (by_code, ids, new) in enumerate(class_order):
-            if by_code is None:
-                runs, run_starts = counts, starts
-                position = arange
-            else:
-                runs, run_starts = counts.index_select(0, by_code), starts.index_select(0, by_code)
-                shift = (run_starts - (torch.cumsum(runs, 0) - runs)).to(index_type)
-                position = torch.repeat_interleave(shift, runs, output_size=total) + arange
+        self.splat_columns = torch.empty(steps * total, dtype=index_type, device=device)
+        self.splat_columns[:total] = torch.arange(total, dtype=index_type, device=device)
+        crows = []
+        for k in range(steps):
             per_vertex = torch.zeros(sizes[k], dtype=torch.long, device=device)
-            per_vertex.index_add_(0, ids, runs)
-            crow = torch.cumsum(per_vertex, 0) + k * total
-            crows.append(crow.to(index_type))
-            columns.append(position)
+            per_vertex.index_add_(0, local[k], counts)
+            crows.append((torch.cumsum(per_vertex, 0) + k * total).to(index_type))
+            if k > 0:
+                # Narrow sort keys sort faster; the (stable) order is the same.
+                key_type = (torch.int16 if sizes[k] <= 2**15 else
+                            torch.int32 if sizes[k] <= 2**31 else torch.long)
+                vertex = (self.grouped_vertex[:, k] - base[k]).to(key_type)
+                self.splat_columns[k * total:(k + 1) * total] = torch.argsort(vertex, stable=True)
         self.splat_crow = torch.cat([crows[0].new_zeros(1)] + crows)
-        self.splat_columns = torch.cat(columns)
 
         # Blur neighbours along axis j: key - 1 + (d + 1) e_j (class k - 1) and
         # key + 1 - (d + 1) e_j (class k + 1); axis d is the implicit coordinate.
