@@ -549,8 +549,9 @@ class ReferenceLattice:
     Attributes:
         num_vertices (int): ``M``.
         order (Tensor): ``(B * N,)`` the points grouped by simplex.
-        grouped_vertex (Tensor): ``(B * N, d + 1)`` vertex ids of each point in
-            :attr:`order` (:attr:`vertex` gives them in the points' order).
+        grouped_vertex (Tensor): ``(B * N, d + 1)`` vertex ids (int32 below 2^31
+            vertices) of each point in :attr:`order` (:attr:`vertex` gives them
+            in the points' order).
         weights (Tensor): ``(d + 1, B * N)`` barycentric weights, vertex ``k``
             in row ``k`` (:attr:`bary` is its ``(B * N, d + 1)`` view).
         neighbours (Tensor): ``(d + 1, M, 2)`` neighbour ids, ``-1`` where absent
@@ -656,7 +657,10 @@ class ReferenceLattice:
         for size in sizes:
             base.append(base[-1] + size)
         self.num_vertices = base[-1]
-        self._simplex_vertex = torch.stack([ids + b for ids, b in zip(local, base)], -1)
+        # Vertex ids in the 32-bit indices that sparse BLAS takes, where they fit.
+        vertex_type = torch.int32 if self.num_vertices < 2**31 else torch.long
+        self._simplex_vertex = torch.stack([ids.to(vertex_type) + b for ids, b in zip(local, base)],
+                                           -1)
         # The simplices' runs of points are consecutive in ``order``: a copy, no gather.
         self.grouped_vertex = self._simplex_vertex.repeat_interleave(counts, 0, output_size=total)
 
@@ -688,7 +692,6 @@ class ReferenceLattice:
             # a table of vertex ids by code: a neighbour is a gather, no search.
             self.neighbours = self._neighbours_by_table(keys, strides, device)
             return
-        vertex_type = torch.int32 if self.num_vertices < 2**31 else torch.long
         # (d + 1, 2, M): each axis's first and second neighbours are contiguous rows.
         neighbours = torch.full((steps, 2, self.num_vertices), -1, dtype=vertex_type,
                                 device=device)
