@@ -575,19 +575,24 @@ class ReferenceLattice:
         total = batch * num
         rem0, rank, self.weights = _enclosing_simplices(features.reshape(total, dim))
 
-        # Mixed-radix codes of the first d coordinates and the batch index; the
-        # range of each digit comes from the data, with room for the vertices
-        # (within d of rem0) and their neighbours (within 2d).
-        bounds = torch.stack([torch.stack([r.amin(), r.amax()]) for r in rem0[:dim]]).tolist()
+        # Vertices are coded per remainder class: a class-k vertex has every
+        # coordinate c = (d + 1) q + k, so a mixed-radix code of the q of its first d
+        # coordinates and the batch index identifies it within its class, (d + 1)^d
+        # times fewer codes than of the coordinates themselves (32-bit ones for
+        # 5-D features: sorts twice as fast). The range of each digit comes from the
+        # data, with room for the vertices (q0 - 1 .. q0) and their neighbours
+        # (one more each way).
+        q0 = [torch.div(r, steps, rounding_mode='floor') for r in rem0[:dim]]
+        bounds = torch.stack([torch.stack([q.amin(), q.amax()]) for q in q0]).tolist()
         strides, origin, span = [], [], 1
         for low, high in bounds:
-            origin.append(low - 2 * dim)
+            origin.append(low - 2)
             strides.append(span)
-            span *= high - low + 4 * dim + 1
-        if span * batch >= 2**62:
+            span *= high - low + 5
+        if steps * span * batch >= 2**62:
             raise ValueError(f'DenseCRF: {names} are too small for this image: its lattice '
                              'coordinates do not fit 62-bit codes')
-        code0 = sum((r - o) * s for r, o, s in zip(rem0[:dim], origin, strides))
+        code0 = sum((q - o) * s for q, o, s in zip(q0, origin, strides))
         if batch > 1:
             code0 = code0 + torch.arange(batch, device=device).repeat_interleave(num) * span
 
@@ -624,19 +629,18 @@ class ReferenceLattice:
         self.order = order
 
         # Vertex k is vertex k - 1 plus the diagonal, minus d + 1 on the coordinate
-        # of rank d - k + 1: a cumulative sum over the strides in rank order.
+        # of rank d - k + 1: its q is q0 less one on the coordinates of the k
+        # highest ranks, a cumulative sum over the strides in rank order.
         representative = order.index_select(0, starts)
         simplex_rank = torch.stack(rank, -1).index_select(0, representative).long()
         simplex_code0 = grouped0.index_select(0, starts)
-        diagonal = sum(strides)
-        step_strides = torch.tensor([steps * s for s in strides] + [0], device=device)
+        rank_strides = torch.tensor(strides + [0], device=device)
         by_rank = torch.empty_like(simplex_rank).scatter_(
-            1, simplex_rank, step_strides.expand(num_simplices, steps))
+            1, simplex_rank, rank_strides.expand(num_simplices, steps))
         codes = by_rank[:, 1:].flip(1).cumsum(1).neg_()
         codes += simplex_code0[:, None]
-        codes += torch.arange(diagonal, steps * diagonal, diagonal, device=device)
         codes = codes.t().contiguous()
-        # 32-bit keys sort several times faster; the order (stable) is the same.
+        # 32-bit keys deduplicate twice as fast; the ids are the same.
         narrow = span * batch < 2**31
         self.span = span * batch
         keys, local = [], []
@@ -685,22 +689,25 @@ class ReferenceLattice:
                 self.splat_columns[k * total:(k + 1) * total] = torch.argsort(vertex, stable=True)
         self.splat_crow = torch.cat([crows[0].new_zeros(1)] + crows)
 
-        # Blur neighbours along axis j: key - 1 + (d + 1) e_j (class k - 1) and
-        # key + 1 - (d + 1) e_j (class k + 1); axis d is the implicit coordinate.
-        if self.span <= TABLE_MAX_CODES_PER_POINT * total + TABLE_MIN_CODES:
+        # Blur neighbours along axis j of a class-k vertex: c - 1 + (d + 1) e_j in
+        # class k - 1 and c + 1 - (d + 1) e_j in class k + 1 (axis d: the implicit
+        # coordinate); in codes, the first is the key plus shifts[k][j].
+        diagonal = sum(strides)
+        shifts = [[(strides[axis] if axis < dim else 0) - (diagonal if k == 0 else 0)
+                   for axis in range(steps)] for k in range(steps)]
+        if steps * self.span <= TABLE_MAX_CODES_PER_POINT * total + TABLE_MIN_CODES:
             # Few enough codes (low-dimensional features: the smoothness kernel) for
-            # a table of vertex ids by code: a neighbour is a gather, no search.
-            self.neighbours = self._neighbours_by_table(keys, strides, device)
+            # a table of vertex ids by class and code: a neighbour is a gather.
+            self.neighbours = self._neighbours_by_table(keys, shifts, base, device)
             return
         # (d + 1, 2, M): each axis's first and second neighbours are contiguous rows.
         neighbours = torch.full((steps, 2, self.num_vertices), -1, dtype=vertex_type,
                                 device=device)
         # Only the first is searched: v is u's first neighbour iff u is v's second.
         for axis in range(steps):
-            shift = -diagonal + (steps * strides[axis] if axis < dim else 0)
             for k in range(steps):
                 other = (k - 1) % steps
-                target = keys[k] + shift
+                target = keys[k] + shifts[k][axis]
                 found = torch.searchsorted(keys[other], target).clamp_(max=sizes[other] - 1)
                 hit = keys[other].index_select(0, found) == target
                 found = torch.where(hit, found + base[other], -1)
@@ -726,21 +733,25 @@ class ReferenceLattice:
             0, self.order, self._simplex_of_grouped)
         return self._simplex_vertex.index_select(0, simplex)
 
-    def _neighbours_by_table(self, keys: List[Tensor], strides: List[int],
-                             device: torch.device) -> Tensor:
-        """The ``(d + 1, M, 2)`` neighbours from a dense code -> vertex id table."""
-        steps = len(strides) + 1
-        all_keys = torch.cat(keys)
-        table = torch.full((self.span, ), -1, dtype=torch.int32, device=device)
-        table.index_copy_(0, all_keys,
-                          torch.arange(self.num_vertices, dtype=torch.int32, device=device))
-        diagonal = sum(strides)
+    def _neighbours_by_table(self, keys: List[Tensor], shifts: List[List[int]],
+                             base: List[int], device: torch.device) -> Tensor:
+        """The ``(d + 1, M, 2)`` neighbours from a dense (class, code) -> vertex id table."""
+        steps = len(keys)
+        table = torch.full((steps * self.span, ), -1, dtype=torch.int32, device=device)
+        for k, key in enumerate(keys):
+            table.index_copy_(0, key + k * self.span,
+                              torch.arange(base[k], base[k + 1], dtype=torch.int32, device=device))
         neighbours = torch.empty((steps, 2, self.num_vertices), dtype=torch.int32, device=device)
         for axis in range(steps):
-            shift = -diagonal + (steps * strides[axis] if axis < len(strides) else 0)
-            # The digit margins keep every neighbour code inside the table.
-            torch.index_select(table, 0, all_keys + shift, out=neighbours[axis, 0])
-            torch.index_select(table, 0, all_keys - shift, out=neighbours[axis, 1])
+            for k, key in enumerate(keys):
+                rows = slice(base[k], base[k + 1])
+                # u's first neighbour v (class k - 1) is key + shift; u is the first
+                # neighbour of its second one w (class k + 1): key = code(w) + shift.
+                # The digit margins keep every neighbour code inside its class.
+                first = key + (((k - 1) % steps) * self.span + shifts[k][axis])
+                second = key + (((k + 1) % steps) * self.span - shifts[(k + 1) % steps][axis])
+                torch.index_select(table, 0, first, out=neighbours[axis, 0, rows])
+                torch.index_select(table, 0, second, out=neighbours[axis, 1, rows])
         return neighbours.transpose(1, 2)
 
 
