@@ -542,7 +542,7 @@ class ReferenceLattice:
     Work is organised around simplices: points are grouped by their enclosing
     simplex (one sort of ``B * N`` codes), and vertices are deduplicated per
     remainder class (vertex ``k`` of every simplex has all coordinates ``= k``
-    modulo ``d + 1``, so the classes are disjoint) with one sort per class over
+    modulo ``d + 1``, so the classes are disjoint) with one ``unique`` per class over
     the distinct simplices only. The blur neighbours of a remainder-``k`` vertex
     are in the classes ``k - 1`` and ``k + 1``.
 
