@@ -805,12 +805,15 @@ class _NormalisedKernels:
             torch.empty_like(g).index_copy_(0, g, torch.arange(total, device=device))
             for g in self.to_own[1:]
         ]
-        for lattice, parts in zip(lattices, owned):
+        # Each lattice's weights in its own order, gathered once, where needed: a
+        # kept lattice's matrices need them only for the symmetric splat.
+        in_order: dict = {}
+        for i, (lattice, parts) in enumerate(zip(lattices, owned)):
             if 'blurs' not in parts:
-                weights_in_order = lattice.grouped_weights()
+                in_order[i] = lattice.grouped_weights()
                 parts['blurs'] = self._blur_matrices(lattice, dtype)
-                parts['splat'] = self._splat_matrix(lattice, weights_in_order)
-                parts['slice'] = self._slice_matrix(lattice, weights_in_order)
+                parts['splat'] = self._splat_matrix(lattice, in_order[i])
+                parts['slice'] = self._slice_matrix(lattice, in_order[i])
         self.blurs = [parts['blurs'] for parts in owned]
         self.splats = [parts['splat'] for parts in owned]
         ones = torch.ones(total, 1, dtype=dtype, device=device)
@@ -820,14 +823,16 @@ class _NormalisedKernels:
         norms = [parts['norm'] for parts in owned]
         if normalization == 'symmetric':
             post = [(n + 1e-20).rsqrt() for n in norms]
-            self.splats = [self._splat_matrix(lattice, lattice.grouped_weights() * p)
-                           for lattice, p in zip(lattices, post)]
+            self.splats = [
+                self._splat_matrix(lattice, (in_order[i] if i in in_order else
+                                             lattice.grouped_weights()) * p)
+                for i, (lattice, p) in enumerate(zip(lattices, post))]
         else:
             post = [(n + 1e-20).reciprocal() for n in norms]
         steps = [l.weights.shape[0] for l in lattices]
         self.slices = [
-            _csr(r.crow_indices(), r.col_indices(), (r.values().view(-1, k) * (p * w)[:, None]).view(-1),
-                 r.shape)
+            _csr(r.crow_indices(), r.col_indices(),
+                 (r.values().view(-1, k) * (p * w)[:, None]).view(-1), r.shape)
             for r, p, w, k in zip((parts['slice'] for parts in owned), post, weights, steps)
         ]
         # Rows of the row-normalised kernels sum to one.
