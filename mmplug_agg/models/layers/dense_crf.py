@@ -555,7 +555,10 @@ class ReferenceLattice:
         weights (Tensor): ``(d + 1, B * N)`` barycentric weights, vertex ``k``
             in row ``k`` (:attr:`bary` is its ``(B * N, d + 1)`` view).
         neighbours (Tensor): ``(d + 1, M, 2)`` neighbour ids, ``-1`` where absent
-            (int32 below 2^31 vertices; a transposed view of ``(d + 1, 2, M)``).
+            (computed from :attr:`padded_neighbours`).
+        padded_neighbours (Tensor): ``(d + 1, 2, M)`` neighbour ids, ``M``
+            where absent (the zero row of the blur matrices); int32 below 2^31
+            vertices.
         splat_crow, splat_columns: the splat matrix in CSR form, rows =
             vertices (class by class), columns = positions in ``order``; the
             entries of class ``k`` (``B * N`` of them) carry the points' weight
@@ -632,17 +635,20 @@ class ReferenceLattice:
         # of rank d - k + 1: its q is q0 less one on the coordinates of the k
         # highest ranks, a cumulative sum over the strides in rank order.
         representative = order.index_select(0, starts)
-        simplex_rank = torch.stack(rank, -1).index_select(0, representative).long()
+        simplex_rank = torch.stack([r.index_select(0, representative) for r in rank], -1).long()
         simplex_code0 = grouped0.index_select(0, starts)
         rank_strides = torch.tensor(strides + [0], device=device)
         by_rank = torch.empty_like(simplex_rank).scatter_(
             1, simplex_rank, rank_strides.expand(num_simplices, steps))
-        codes = by_rank[:, 1:].flip(1).cumsum(1).neg_()
-        codes += simplex_code0[:, None]
-        codes = codes.t().contiguous()
+        codes = [simplex_code0]
+        for k in range(1, steps):
+            codes.append(codes[-1] - by_rank[:, steps - k])
         # 32-bit keys deduplicate twice as fast; the ids are the same.
         narrow = span * batch < 2**31
         self.span = span * batch
+        # Few codes (low-dimensional features: the smoothness kernel): vertices are
+        # deduplicated by marking a table of codes, and neighbours found in one.
+        tabled = steps * self.span <= TABLE_MAX_CODES_PER_POINT * total + TABLE_MIN_CODES
         keys, local = [], []
         for k in range(steps):
             if k == 0:
@@ -651,8 +657,14 @@ class ReferenceLattice:
                 new[1:] = simplex_code0[1:] != simplex_code0[:-1]
                 keys.append(simplex_code0.masked_select(new))
                 local.append(new.cumsum(0) - 1)
+            elif tabled:
+                # The marked codes in increasing order are those of unique(sorted=True).
+                seen = torch.zeros(self.span, dtype=torch.bool, device=device)
+                seen.index_fill_(0, codes[k], True)
+                keys.append(seen.nonzero().squeeze(1))
+                local.append((seen.cumsum(0) - 1).index_select(0, codes[k]))
             else:
-                unique, ids = torch.unique(codes[k - 1].int() if narrow else codes[k - 1],
+                unique, ids = torch.unique(codes[k].int() if narrow else codes[k],
                                            sorted=True, return_inverse=True)
                 keys.append(unique.long())
                 local.append(ids)
@@ -666,7 +678,8 @@ class ReferenceLattice:
         self._simplex_vertex = torch.stack([ids.to(vertex_type) + b for ids, b in zip(local, base)],
                                            -1)
         # The simplices' runs of points are consecutive in ``order``: a copy, no gather.
-        self.grouped_vertex = self._simplex_vertex.repeat_interleave(counts, 0, output_size=total)
+        self.grouped_vertex = (self._simplex_vertex if num_simplices == total else
+                               self._simplex_vertex.repeat_interleave(counts, 0, output_size=total))
 
         # Splat entries grouped by vertex: per class, the points sorted stably by
         # their vertex there (per vertex, its simplices in order, each one's run of
@@ -695,13 +708,13 @@ class ReferenceLattice:
         diagonal = sum(strides)
         shifts = [[(strides[axis] if axis < dim else 0) - (diagonal if k == 0 else 0)
                    for axis in range(steps)] for k in range(steps)]
-        if steps * self.span <= TABLE_MAX_CODES_PER_POINT * total + TABLE_MIN_CODES:
-            # Few enough codes (low-dimensional features: the smoothness kernel) for
-            # a table of vertex ids by class and code: a neighbour is a gather.
-            self.neighbours = self._neighbours_by_table(keys, shifts, base, device)
+        if tabled:
+            # A table of vertex ids by class and code: a neighbour is a gather.
+            self.padded_neighbours = self._neighbours_by_table(keys, shifts, base, device)
             return
         # (d + 1, 2, M): each axis's first and second neighbours are contiguous rows.
-        neighbours = torch.full((steps, 2, self.num_vertices), -1, dtype=vertex_type,
+        absent = self.num_vertices
+        neighbours = torch.full((steps, 2, self.num_vertices), absent, dtype=vertex_type,
                                 device=device)
         # Only the first is searched: v is u's first neighbour iff u is v's second.
         for axis in range(steps):
@@ -710,12 +723,18 @@ class ReferenceLattice:
                 target = keys[k] + shifts[k][axis]
                 found = torch.searchsorted(keys[other], target).clamp_(max=sizes[other] - 1)
                 hit = keys[other].index_select(0, found) == target
-                found = torch.where(hit, found + base[other], -1)
+                found = torch.where(hit, found + base[other], absent)
                 neighbours[axis, 0, base[k]:base[k + 1]] = found
                 here = torch.arange(base[k], base[k + 1], dtype=vertex_type, device=device)
                 neighbours[axis, 1].index_put_((found.masked_select(hit), ),
                                                here.masked_select(hit))
-        self.neighbours = neighbours.transpose(1, 2)
+        self.padded_neighbours = neighbours
+
+    @property
+    def neighbours(self) -> Tensor:
+        """``(d + 1, M, 2)`` neighbour ids, ``-1`` where absent."""
+        padded = self.padded_neighbours
+        return torch.where(padded == self.num_vertices, -1, padded).transpose(1, 2)
 
     @property
     def bary(self) -> Tensor:
@@ -735,9 +754,10 @@ class ReferenceLattice:
 
     def _neighbours_by_table(self, keys: List[Tensor], shifts: List[List[int]],
                              base: List[int], device: torch.device) -> Tensor:
-        """The ``(d + 1, M, 2)`` neighbours from a dense (class, code) -> vertex id table."""
+        """The ``(d + 1, 2, M)`` padded neighbours from a (class, code) -> vertex id table."""
         steps = len(keys)
-        table = torch.full((steps * self.span, ), -1, dtype=torch.int32, device=device)
+        table = torch.full((steps * self.span, ), self.num_vertices, dtype=torch.int32,
+                           device=device)
         for k, key in enumerate(keys):
             table.index_copy_(0, key + k * self.span,
                               torch.arange(base[k], base[k + 1], dtype=torch.int32, device=device))
@@ -752,7 +772,7 @@ class ReferenceLattice:
                 second = key + (((k + 1) % steps) * self.span - shifts[(k + 1) % steps][axis])
                 torch.index_select(table, 0, first, out=neighbours[axis, 0, rows])
                 torch.index_select(table, 0, second, out=neighbours[axis, 1, rows])
-        return neighbours.transpose(1, 2)
+        return neighbours
 
 
 class _NormalisedKernels:
@@ -843,20 +863,17 @@ class _NormalisedKernels:
     def _blur_matrices(lattice: ReferenceLattice, dtype: torch.dtype) -> List[Tensor]:
         """Per axis ``v + (v[n1] + v[n2]) / 2``; row M stays zero and stands for absent ones."""
         num = lattice.num_vertices
-        device = lattice.neighbours.device
+        device = lattice.padded_neighbours.device
         # Built in the 32-bit indices that the products take (see _csr), for all
         # axes at once; the crow and value arrays are shared by the axes.
         index = torch.int32 if 3 * num < 2**31 else torch.long
         crow = torch.arange(0, 3 * num + 1, 3, dtype=index, device=device)
         crow = torch.cat([crow, crow[-1:]])
         values = torch.tensor([1.0, 0.5, 0.5], dtype=dtype, device=device).repeat(num)
-        # The neighbours' memory is (d + 1, 2, M): replace the absent ones there,
-        # contiguously, before the one strided copy.
-        by_side = lattice.neighbours.transpose(1, 2)
-        present = torch.where(by_side < 0, num, by_side).transpose(1, 2)
-        columns = torch.empty(present.shape[:2] + (3, ), dtype=index, device=device)
+        padded = lattice.padded_neighbours
+        columns = torch.empty((padded.shape[0], num, 3), dtype=index, device=device)
         columns[..., 0] = torch.arange(num, dtype=index, device=device)
-        columns[..., 1:] = present
+        columns[..., 1:] = padded.transpose(1, 2)
         return [_csr(crow, c.view(-1), values, (num + 1, num + 1)) for c in columns]
 
     @staticmethod
