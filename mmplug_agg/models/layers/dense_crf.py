@@ -714,20 +714,27 @@ class ReferenceLattice:
             return
         # (d + 1, 2, M): each axis's first and second neighbours are contiguous rows.
         absent = self.num_vertices
-        neighbours = torch.full((steps, 2, self.num_vertices), absent, dtype=vertex_type,
-                                device=device)
-        # Only the first is searched: v is u's first neighbour iff u is v's second.
+        neighbours = torch.empty((steps, 2, self.num_vertices), dtype=vertex_type, device=device)
+        neighbours[:, 1] = absent
+        # All classes are searched at once: class k's codes offset by k times the span
+        # are increasing in the vertex ids (the digit margins keep every neighbour
+        # code inside its class). Only the first is searched: v is u's first
+        # neighbour iff u is v's second.
+        key_type = torch.int32 if steps * self.span < 2**31 else torch.long
+        class_of_vertex = torch.repeat_interleave(
+            torch.arange(steps, device=device), torch.tensor(sizes, device=device),
+            output_size=self.num_vertices)
+        all_keys = (torch.cat(keys) + class_of_vertex * self.span).to(key_type)
+        here = torch.arange(self.num_vertices, dtype=vertex_type, device=device)
         for axis in range(steps):
-            for k in range(steps):
-                other = (k - 1) % steps
-                target = keys[k] + shifts[k][axis]
-                found = torch.searchsorted(keys[other], target).clamp_(max=sizes[other] - 1)
-                hit = keys[other].index_select(0, found) == target
-                found = torch.where(hit, found + base[other], absent)
-                neighbours[axis, 0, base[k]:base[k + 1]] = found
-                here = torch.arange(base[k], base[k + 1], dtype=vertex_type, device=device)
-                neighbours[axis, 1].index_put_((found.masked_select(hit), ),
-                                               here.masked_select(hit))
+            to_first = torch.tensor(
+                [shifts[k][axis] + ((k - 1) % steps - k) * self.span for k in range(steps)],
+                dtype=key_type, device=device)
+            target = all_keys + to_first.index_select(0, class_of_vertex)
+            found = torch.searchsorted(all_keys, target).clamp_(max=self.num_vertices - 1)
+            hit = all_keys.index_select(0, found) == target
+            neighbours[axis, 0] = torch.where(hit, found, absent)
+            neighbours[axis, 1].index_put_((found.masked_select(hit), ), here.masked_select(hit))
         self.padded_neighbours = neighbours
 
     @property
