@@ -16,7 +16,8 @@ size only, is kept from the previous call of that size). The candidates run in
 turn, --best-of times (rotated), and the table gives each one's best CPU time of
 the process (time.process_time, less disturbed than wall time by other processes
 on a shared machine) and best wall time, and the ratio pydensecrf / ours (above
-1.0: ours is faster). Second table: a small image where the exact method (dense
+1.0: ours is faster), then the median over the rounds of each round's ratio (its
+two calls moments apart, so less moved by the machine's drift). Second table: a small image where the exact method (dense
 HW x HW kernels) is still possible.
 
 The image is a synthetic scene (``mmplug_agg.datasets.render_scene``: textured
@@ -109,12 +110,17 @@ def add_arguments(parser) -> None:
 
 
 def best_times(steps, device: str, best_of: int):
-    """Each step's best CPU and wall seconds over ``best_of`` calls, the steps in turn."""
+    """Each step's best CPU and wall seconds over ``best_of`` calls, the steps in turn.
+
+    Also returns each step's CPU seconds round by round (one call of every step per
+    round), for ratios of calls made moments apart.
+    """
     names = list(steps)
     for step in steps.values():  # warm-up (and the warm candidates' kept lattice)
         step()
     cpu = {name: float('inf') for name in names}
     wall = dict(cpu)
+    rounds = {name: [] for name in names}
     for index in range(best_of):
         for name in names[index % len(names):] + names[:index % len(names)]:
             if device.startswith('cuda'):
@@ -123,9 +129,10 @@ def best_times(steps, device: str, best_of: int):
             steps[name]()
             if device.startswith('cuda'):
                 torch.cuda.synchronize()
-            cpu[name] = min(cpu[name], time.process_time() - start_cpu)
+            rounds[name].append(time.process_time() - start_cpu)
+            cpu[name] = min(cpu[name], rounds[name][-1])
             wall[name] = min(wall[name], time.perf_counter() - start_wall)
-    return cpu, wall
+    return cpu, wall, rounds
 
 
 def main() -> None:
@@ -155,7 +162,7 @@ def main() -> None:
                   f'max {(q - q_ref).abs().max().item():.2e}')
     if dcrf is None:
         print('pydensecrf is not installed (pip install pydensecrf2): ours only')
-    cpu, wall = best_times(steps, args.device, args.best_of)
+    cpu, wall, rounds = best_times(steps, args.device, args.best_of)
     print(f'\nDenseCRF {size}, batch 1, ours on {args.device}, {threads}, best of '
           f'{args.best_of}')
     print(f"{'candidate':<44}{'CPU ms':>10}{'wall ms':>10}{'vs pydensecrf (CPU, wall)':>28}")
@@ -172,8 +179,12 @@ def main() -> None:
     for setting in pairs:
         for kind in ('warm', 'cold'):
             name = f'{setting}: ours, {kind}'
+            # The machine's speed drifts between rounds; a ratio within one round
+            # (the two calls moments apart) drifts less.
+            paired = np.median(np.array(rounds[f'{setting}: pydensecrf']) / np.array(rounds[name]))
             print(f'{setting}, {kind}: ours is {cpu[f"{setting}: pydensecrf"] / cpu[name]:.2f}x '
-                  f'the speed of pydensecrf (CPU time; ours on {args.device})')
+                  f'the speed of pydensecrf (CPU time; ours on {args.device}); median of '
+                  f'the per-round ratios {paired:.2f}x')
     record(f'DenseCRF {size}, best of {args.best_of}, {args.device}, {threads}',
            'pydensecrf (per setting)', results)
 
