@@ -17,8 +17,8 @@ turn, --best-of times (rotated), and the table gives each one's best CPU time of
 the process (time.process_time, less disturbed than wall time by other processes
 on a shared machine) and best wall time, and the ratio pydensecrf / ours (above
 1.0: ours is faster), then the median over the rounds of each round's ratio (its
-two calls moments apart, so less moved by the machine's drift). Second table: a small image where the exact method (dense
-HW x HW kernels) is still possible.
+two calls moments apart, so less moved by the machine's drift). Second table: a
+small image where the exact method (dense HW x HW kernels) is still possible.
 
 The image is a synthetic scene (``mmplug_agg.datasets.render_scene``: textured
 background, saturated shapes, blur and pixel noise), so the lattice has about
