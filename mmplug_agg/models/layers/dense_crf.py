@@ -846,7 +846,7 @@ class _NormalisedKernels:
         ones = torch.ones(total, 1, dtype=dtype, device=device)
         for i, parts in enumerate(owned):
             if 'norm' not in parts:
-                parts['norm'] = self._filter_one(i, ones, parts['slice'])[:, 0]
+                parts['norm'] = self._normaliser(i, ones[:, 0], parts['slice'])
         norms = [parts['norm'] for parts in owned]
         if normalization == 'symmetric':
             post = [(n + 1e-20).rsqrt() for n in norms]
@@ -917,6 +917,14 @@ class _NormalisedKernels:
         for blur in self.blurs[index]:
             values, spare = _spmm(blur, values, spare), values
         return slice_matrix @ values if out is None else _spmm(slice_matrix, values, out)
+
+    def _normaliser(self, index: int, ones: Tensor, slice_matrix: Tensor) -> Tensor:
+        """Lattice ``index``'s filter of ones: a chain of sparse matrix-vector products
+        (a product with one dense column costs as much as with four)."""
+        values = torch.mv(self.splats[index], ones)
+        for blur in self.blurs[index]:
+            values = torch.mv(blur, values)
+        return torch.mv(slice_matrix, values)
 
     def _buffers(self, index: int, channels: int) -> List[Tensor]:
         """Two vertex buffers of lattice ``index``, kept: products write into them."""
