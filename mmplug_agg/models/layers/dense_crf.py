@@ -106,8 +106,9 @@ LATTICE_GAIN = 0.567
 # int64 whatever the image holds; the widest margin that fits is used.
 COLOUR_MARGINS = (255.0, 127.0, 63.0, 31.0, 0.0)
 _KEY_BITS = 62
-# ReferenceLattice finds blur neighbours in a dense table of vertex codes when the
-# codes span at most this many per point (plus a constant): 2-D positions do.
+# ReferenceLattice deduplicates vertices and finds blur neighbours in dense tables of
+# vertex codes when the codes span at most this many per point (plus a constant):
+# 2-D positions do.
 TABLE_MAX_CODES_PER_POINT = 16
 TABLE_MIN_CODES = 2**20
 
