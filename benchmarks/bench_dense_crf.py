@@ -51,7 +51,8 @@ except ImportError:  # the comparison needs it; the rest runs without
 
 def scene(height: int, width: int, classes: int, device: str, seed: int = 0):
     """An RGB image (1, 3, H, W) of integer levels 0..255 and noisy logits (1, classes, H, W)."""
-    side = max(height, width)
+    # render_scene draws shapes of at least 8 px within 0.6 of the side: small sizes are crops.
+    side = max(height, width, 32)
     bgr, label, _ = render_scene(np.random.default_rng(seed), side)
     image = torch.from_numpy(np.ascontiguousarray(bgr[:height, :width, ::-1]))
     image = image.permute(2, 0, 1)[None].float().round()

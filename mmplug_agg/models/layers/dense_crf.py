@@ -975,6 +975,13 @@ class _NormalisedKernels:
         return [own, message.view(self.total, channels), back]
 
 
+def _transpose_index(rows: int, columns: int, device: torch.device) -> Tensor:
+    """Flat indices that gather a contiguous ``(rows, columns)`` tensor as its transpose."""
+    index_type = torch.int32 if rows * columns < 2**31 else torch.long
+    return (torch.arange(columns, dtype=index_type, device=device)[:, None] +
+            torch.arange(rows, dtype=index_type, device=device) * columns).view(-1)
+
+
 def _records(*tensors: Tensor) -> bool:
     """Whether autograd records ops on ``tensors`` (then nothing is written in place)."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
@@ -1289,8 +1296,11 @@ class DenseCRF(nn.Module):
                 others = others + row
             return torch.softmax(torch.cat([unary[:last] + message, (unary_last - others)[None]]),
                                  0)
-        inputs, update, others, message = buffers
-        message = kernels(inputs.copy_(q[:last].t()), message).t()
+        inputs, update, others, message, transpose = buffers
+        # (C - 1, P) -> (P, C - 1) as a gather by flat index: several times faster
+        # than a copy from the transposed view.
+        torch.index_select(q.view(-1), 0, transpose, out=inputs.view(-1))
+        message = kernels(inputs, message).t()
         others.copy_(message[0])
         for row in message[1:]:
             others.add_(row)
@@ -1312,9 +1322,10 @@ class DenseCRF(nn.Module):
         unary_last = unary[last] + kernels.constant
         # Without autograd every step writes into the same buffers: fresh tensors
         # of this size cost more than the arithmetic on them.
+        points = unary.shape[1]
         buffers = None if _records(unary) else (
-            unary.new_empty(unary.shape[1], last), torch.empty_like(unary), unary.new_empty(
-                unary.shape[1:]), unary.new_empty(unary.shape[1], last))
+            unary.new_empty(points, last), torch.empty_like(unary), unary.new_empty(points),
+            unary.new_empty(points, last), _transpose_index(last, points, unary.device))
         for _ in range(self.num_iterations):
             q = self._mean_field_step(kernels, q, unary, unary_last, buffers)
         q = torch.empty_like(q).index_copy_(1, order, q)
