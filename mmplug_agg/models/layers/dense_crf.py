@@ -73,6 +73,8 @@ only ``C - 1`` classes are filtered (the marginals sum to one). The module has
 no parameters, runs on any device, in float32 (float64 for float64 logits) with
 autocast disabled.
 """
+import functools
+import itertools
 import math
 import warnings
 from collections import OrderedDict
@@ -106,6 +108,9 @@ LATTICE_GAIN = 0.567
 # int64 whatever the image holds; the widest margin that fits is used.
 COLOUR_MARGINS = (255.0, 127.0, 63.0, 31.0, 0.0)
 _KEY_BITS = 62
+# Rank permutations of at most this many coordinates get a table by Lehmer code
+# (8! = 40320 rows).
+LEHMER_TABLE_MAX_STEPS = 8
 # ReferenceLattice deduplicates vertices and finds blur neighbours in dense tables of
 # vertex codes when the codes span at most this many per point (plus a constant):
 # 2-D positions do.
@@ -476,8 +481,9 @@ def _reference_scales(dim: int, dtype: torch.dtype) -> List[float]:
 def _enclosing_simplices(features: Tensor) -> Tuple[List[Tensor], List[Tensor], Tensor]:
     """Remainder-0 point, coordinate ranks and barycentric weights of every point.
 
-    ``features`` is ``(P, d)``. Returns the ``d + 1`` coordinates of the
-    remainder-0 vertex (int64 columns), the ``d + 1`` ranks (int8 columns) and
+    ``features`` is ``(P, d)``. Returns the first ``d`` coordinates of the
+    remainder-0 vertex divided by ``d + 1`` (int64 columns; the last coordinate
+    follows from the zero sum), the ``d + 1`` ranks (int8 columns) and
     the ``(d + 1, P)`` barycentric weights, vertex ``k`` in row ``k`` (rows, not
     columns: gathers and scatters of ``d + 1``-wide rows are several times slower
     than of long ones). The
@@ -513,20 +519,34 @@ def _enclosing_simplices(features: Tensor) -> Tuple[List[Tensor], List[Tensor], 
             rank[j] += ~smaller
     # Rounding can leave the point off the zero-sum plane: shift the ranks and
     # move the overflowing coordinates by d + 1.
+    # The coordinates stay in floating point (integers, exact) until the codes
+    # need them: int64 round trips cost more than the arithmetic.
     excess = sum(nearest).to(torch.int8)
+    quotients = []
     for i in range(steps):
         shifted = rank[i] + excess
-        fix = ((shifted < 0).to(torch.int8) - (shifted > dim).to(torch.int8)) * steps
-        rank[i] = shifted + fix
-        rem0[i] = (rem0[i] + fix.to(dtype)).long()
+        carry = (shifted < 0).to(torch.int8) - (shifted > dim).to(torch.int8)
+        rank[i] = shifted + carry * steps
+        carry = carry.to(dtype)
+        rem0[i] = rem0[i] + carry * steps
+        if i < dim:
+            quotients.append((nearest[i] + carry).long())
     # The weights are differences of the residuals in rank order.
-    share = torch.stack([(e - r.to(dtype)) * down for e, r in zip(elevated, rem0)])
+    share = torch.stack([(e - r) * down for e, r in zip(elevated, rem0)])
     by_rank = torch.empty_like(share).scatter_(0, torch.stack(rank).long(), share)
     by_rank = by_rank.flip(0)  # row p holds the residual of rank d - p
     bary = torch.empty_like(share)
     torch.sub(by_rank[1:], by_rank[:-1], out=bary[1:])
     bary[0] = by_rank[0] + (1 - by_rank[dim])
-    return rem0, rank, bary
+    return quotients, rank, bary
+
+
+@functools.lru_cache(maxsize=None)
+def _rank_owners(steps: int) -> Tensor:
+    """``(steps!, steps)``: row ``l`` gives, for each rank, the coordinate that has
+    it in the rank permutation of Lehmer code ``l`` (lexicographic order)."""
+    ranks = torch.tensor(list(itertools.permutations(range(steps))))
+    return torch.empty_like(ranks).scatter_(1, ranks, torch.arange(steps).expand_as(ranks))
 
 
 class ReferenceLattice:
@@ -577,7 +597,7 @@ class ReferenceLattice:
         steps = dim + 1
         device = features.device
         total = batch * num
-        rem0, rank, self.weights = _enclosing_simplices(features.reshape(total, dim))
+        q0, rank, self.weights = _enclosing_simplices(features.reshape(total, dim))
 
         # Vertices are coded per remainder class: a class-k vertex has every
         # coordinate c = (d + 1) q + k, so a mixed-radix code of the q of its first d
@@ -586,7 +606,6 @@ class ReferenceLattice:
         # 5-D features: sorts twice as fast). The range of each digit comes from the
         # data, with room for the vertices (q0 - 1 .. q0) and their neighbours
         # (one more each way).
-        q0 = [torch.div(r, steps, rounding_mode='floor') for r in rem0[:dim]]
         bounds = torch.stack([torch.stack([q.amin(), q.amax()]) for q in q0]).tolist()
         strides, origin, span = [], [], 1
         for low, high in bounds:
@@ -636,14 +655,24 @@ class ReferenceLattice:
         # of rank d - k + 1: its q is q0 less one on the coordinates of the k
         # highest ranks, a cumulative sum over the strides in rank order.
         representative = order.index_select(0, starts)
-        simplex_rank = torch.stack([r.index_select(0, representative) for r in rank], -1).long()
         simplex_code0 = grouped0.index_select(0, starts)
         rank_strides = torch.tensor(strides + [0], device=device)
-        by_rank = torch.empty_like(simplex_rank).scatter_(
-            1, simplex_rank, rank_strides.expand(num_simplices, steps))
-        codes = [simplex_code0]
-        for k in range(1, steps):
-            codes.append(codes[-1] - by_rank[:, steps - k])
+        if steps <= LEHMER_TABLE_MAX_STEPS:
+            # The offsets depend on the rank permutation alone: a table by Lehmer
+            # code, read once per class (no per-simplex scatter).
+            stride_by_rank = rank_strides[_rank_owners(steps).to(device)]
+            offsets = stride_by_rank.flip(1)[:, :dim].cumsum(1).t().contiguous()
+            simplex_lehmer = lehmer.index_select(0, representative).int()
+            codes = [simplex_code0] + [simplex_code0 - offset.index_select(0, simplex_lehmer)
+                                       for offset in offsets]
+        else:
+            simplex_rank = torch.stack([r.index_select(0, representative) for r in rank],
+                                       -1).long()
+            by_rank = torch.empty_like(simplex_rank).scatter_(
+                1, simplex_rank, rank_strides.expand(num_simplices, steps))
+            codes = [simplex_code0]
+            for k in range(1, steps):
+                codes.append(codes[-1] - by_rank[:, steps - k])
         # 32-bit keys deduplicate twice as fast; the ids are the same.
         narrow = span * batch < 2**31
         self.span = span * batch
@@ -678,9 +707,9 @@ class ReferenceLattice:
         vertex_type = torch.int32 if self.num_vertices < 2**31 else torch.long
         self._simplex_vertex = torch.stack([ids.to(vertex_type) + b for ids, b in zip(local, base)],
                                            -1)
-        # The simplices' runs of points are consecutive in ``order``: a copy, no gather.
+        # (A row gather costs half of repeat_interleave's copy of the runs.)
         self.grouped_vertex = (self._simplex_vertex if num_simplices == total else
-                               self._simplex_vertex.repeat_interleave(counts, 0, output_size=total))
+                               self._simplex_vertex.index_select(0, self._simplex_of_grouped))
 
         # Splat entries grouped by vertex: per class, the points sorted stably by
         # their vertex there (per vertex, its simplices in order, each one's run of
@@ -944,9 +973,11 @@ class _NormalisedKernels:
         """
         key = (index, channels)
         if key not in self._flat_permutations:
-            offsets = torch.arange(channels, device=self.order.device)
+            # 32-bit indices where they fit: less index traffic per gather.
+            index_type = torch.int32 if self.total * channels < 2**31 else torch.long
+            offsets = torch.arange(channels, dtype=index_type, device=self.order.device)
             self._flat_permutations[key] = tuple(
-                (rows[:, None] * channels + offsets).view(-1)
+                (rows.to(index_type)[:, None] * channels + offsets).view(-1)
                 for rows in (self.to_own[index], self.from_own[index]))
         return self._flat_permutations[key]
 
