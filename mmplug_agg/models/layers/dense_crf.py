@@ -880,18 +880,29 @@ class _NormalisedKernels:
         norms = [parts['norm'] for parts in owned]
         if normalization == 'symmetric':
             post = [(n + 1e-20).rsqrt() for n in norms]
-            self.splats = [
-                self._splat_matrix(lattice, (in_order[i] if i in in_order else
-                                             lattice.grouped_weights()) * p)
-                for i, (lattice, p) in enumerate(zip(lattices, post))]
+            for i, (lattice, parts, p) in enumerate(zip(lattices, owned, post)):
+                # Kept with a kept lattice: it depends on the lattice's normaliser alone.
+                if 'symmetric splat' not in parts:
+                    parts['symmetric splat'] = self._splat_matrix(
+                        lattice, (in_order[i] if i in in_order else lattice.grouped_weights()) * p)
+                self.splats[i] = parts['symmetric splat']
         else:
             post = [(n + 1e-20).reciprocal() for n in norms]
-        steps = [l.weights.shape[0] for l in lattices]
-        self.slices = [
-            _csr(r.crow_indices(), r.col_indices(),
-                 (r.values().view(-1, k) * (p * w)[:, None]).view(-1), r.shape)
-            for r, p, w, k in zip((parts['slice'] for parts in owned), post, weights, steps)
-        ]
+        self.slices = []
+        for lattice, cache, parts, p, w in zip(lattices, caches, owned, post, weights):
+            unscaled, steps = parts['slice'], lattice.weights.shape[0]
+            if cache is None:
+                # This call's lattice alone: scaled in place.
+                unscaled.values().view(-1, steps).mul_((p * w)[:, None])
+                self.slices.append(unscaled)
+                continue
+            # A kept lattice's scaled slice depends on its own normaliser and the weight.
+            key = ('scaled slice', normalization, w)
+            if key not in parts:
+                parts[key] = _csr(unscaled.crow_indices(), unscaled.col_indices(),
+                                  (unscaled.values().view(-1, steps) * (p * w)[:, None]).view(-1),
+                                  unscaled.shape)
+            self.slices.append(parts[key])
         # Rows of the row-normalised kernels sum to one.
         self.constant = (self(ones)[:, 0] if normalization == 'symmetric' else
                          torch.full((total, ), float(sum(weights)), dtype=dtype, device=device))
