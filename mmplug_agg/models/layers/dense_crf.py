@@ -510,13 +510,16 @@ def _enclosing_simplices(features: Tensor) -> Tuple[List[Tensor], List[Tensor], 
     residual = [e - r for e, r in zip(elevated, rem0)]
     # rank_i: how many coordinates have a larger residual (ties: the earlier one
     # counts as larger, as in the reference's pairwise loop).
-    rank = [torch.zeros(features.shape[0], dtype=torch.int8, device=features.device)
-            for _ in range(steps)]
+    # Counted as j (the earlier coordinates) less the earlier ones that are smaller;
+    # comparisons written as int8 add twice as fast as bool masks.
+    rank = [torch.full((features.shape[0], ), j, dtype=torch.int8, device=features.device)
+            for j in range(steps)]
+    smaller = rank[0].new_empty(rank[0].shape)
     for i in range(dim):
         for j in range(i + 1, steps):
-            smaller = residual[i] < residual[j]
+            torch.lt(residual[i], residual[j], out=smaller)
             rank[i] += smaller
-            rank[j] += ~smaller
+            rank[j] -= smaller
     # Rounding can leave the point off the zero-sum plane: shift the ranks and
     # move the overflowing coordinates by d + 1.
     # The coordinates stay in floating point (integers, exact) until the codes
@@ -624,9 +627,11 @@ class ReferenceLattice:
         # (d + 1)! <= 40320 for d <= 7: 16 bits, or 32 beyond.
         lehmer_type = torch.int16 if steps <= 8 else torch.int32
         lehmer = torch.zeros(total, dtype=lehmer_type, device=device)
+        inversion = lehmer.new_empty(total)
         for i in range(dim):
             for j in range(i + 1, steps):
-                lehmer.add_(rank[j] < rank[i], alpha=factorials[i])
+                torch.lt(rank[j], rank[i], out=inversion)
+                lehmer.add_(inversion, alpha=factorials[i])
         first = torch.ones(total, dtype=torch.bool, device=device)
         if span * batch * math.factorial(steps) < 2**62:
             key = code0 * math.factorial(steps) + lehmer
