@@ -606,10 +606,20 @@ class ReferenceLattice:
         # coordinate c = (d + 1) q + k, so a mixed-radix code of the q of its first d
         # coordinates and the batch index identifies it within its class, (d + 1)^d
         # times fewer codes than of the coordinates themselves (32-bit ones for
-        # 5-D features: sorts twice as fast). The range of each digit comes from the
-        # data, with room for the vertices (q0 - 1 .. q0) and their neighbours
-        # (one more each way).
-        bounds = torch.stack([torch.stack([q.amin(), q.amax()]) for q in q0]).tolist()
+        # 5-D features: sorts twice as fast).
+        # From 3-D features on, the two most significant digits are q0 - q1 and
+        # q1 - q2 (an invertible integer map of the q: still one code per vertex),
+        # which depend on the first two features alone: the points are then ordered
+        # by those first (the pixel positions, for the CRF's appearance kernel), and
+        # gathers between this order and the smoothness lattice's read nearby memory.
+        if dim >= 3:
+            digits = q0[2:] + [q0[1] - q0[2], q0[0] - q0[1]]  # least significant first
+        else:
+            digits = q0
+        # The range of each digit comes from the data, with room for the vertices and
+        # their neighbours (a digit moves by at most one from a point's remainder-0
+        # vertex to another vertex of its simplex, and one more to a neighbour).
+        bounds = torch.stack([torch.stack([q.amin(), q.amax()]) for q in digits]).tolist()
         strides, origin, span = [], [], 1
         for low, high in bounds:
             origin.append(low - 2)
@@ -618,7 +628,11 @@ class ReferenceLattice:
         if steps * span * batch >= 2**62:
             raise ValueError(f'DenseCRF: {names} are too small for this image: its lattice '
                              'coordinates do not fit 62-bit codes')
-        code0 = sum((q - o) * s for q, o, s in zip(q0, origin, strides))
+        code0 = sum((q - o) * s for q, o, s in zip(digits, origin, strides))
+        # The code is linear in the q: its change per unit of each coordinate's q.
+        if dim >= 3:
+            strides = [strides[-1], strides[-2] - strides[-1], strides[0] - strides[-2]
+                       ] + strides[1:dim - 2]
         if batch > 1:
             code0 = code0 + torch.arange(batch, device=device).repeat_interleave(num) * span
 
