@@ -874,7 +874,8 @@ class _NormalisedKernels:
         self._flat_permutations: dict = {}
         # to_own[i][j]: where lattice i's j-th point sits in the first lattice's
         # order; from_own[i] the inverse, to bring its message back.
-        position = torch.empty_like(self.order).index_copy_(
+        # position: where each point (in the input's order) sits in ``order``.
+        self.position = position = torch.empty_like(self.order).index_copy_(
             0, self.order, torch.arange(total, device=device))
         self.to_own = [None] + [position.index_select(0, l.order) for l in lattices[1:]]
         self.from_own = [None] + [
@@ -1389,5 +1390,5 @@ class DenseCRF(nn.Module):
             unary.new_empty(points, last), _transpose_index(last, points, unary.device))
         for _ in range(self.num_iterations):
             q = self._mean_field_step(kernels, q, unary, unary_last, buffers)
-        q = torch.empty_like(q).index_copy_(1, order, q)
+        q = q.index_select(1, kernels.position)  # a gather: faster than copying back
         return q.view(channels, batch, height, width).permute(1, 0, 2, 3).contiguous()
