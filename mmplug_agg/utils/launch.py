@@ -160,11 +160,26 @@ def _registry_miss(err: KeyError) -> Optional[str]:
     return None
 
 
+def _close_process_group() -> None:
+    """Destroy the default process group, if any, before the interpreter exits.
+
+    Left to the interpreter's shutdown, gloo's worker threads can abort a finished
+    run ("terminate called without an active exception", SIGABRT): torchrun then
+    reports a failure after a complete training.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def run_cli(main: Callable[[], None]) -> None:
     """Run a tool's ``main`` and turn user mistakes into one line on stderr, exit 1."""
     from mmplug_agg.models.layers.channel_check import ChannelMismatchError
     try:
-        main()
+        try:
+            main()
+        finally:
+            _close_process_group()
     except (UserFacingError, ChannelMismatchError) as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(1)
