@@ -22,10 +22,13 @@ small image where the exact method (dense HW x HW kernels) is still possible.
 
 The image is a synthetic scene (``mmplug_agg.datasets.render_scene``: textured
 background, saturated shapes, blur and pixel noise), so the lattice has about
-as many vertices as on a photograph; the logits are a noisy one-hot of its
-labels. Inference only (no gradients). Measure one CPU thread with --threads 1.
+as many vertices as on a photograph, or with --image photo matplotlib's sample
+photograph (Grace Hopper, 600x512, cropped; ``mmplug_agg.testing.sample_photo``);
+the logits are a noisy one-hot of its labels. Inference only (no gradients).
+Measure one CPU thread with --threads 1.
 
     python benchmarks/bench_dense_crf.py [--device cuda] [--height 512] [--width 512]
+                                         [--image scene|photo]
                                          [--classes 4] [--best-of 5] [--threads 1]
                                          [--presets deeplabv2_voc deeplabv1_voc]
                                          [--normalizations row symmetric]
@@ -42,6 +45,7 @@ from timing import compare_rounds, parse_args, record  # noqa: E402
 
 from mmplug_agg.datasets import render_scene  # noqa: E402
 from mmplug_agg.models.layers import DenseCRF  # noqa: E402
+from mmplug_agg.testing import sample_photo  # noqa: E402
 
 try:
     import pydensecrf.densecrf as dcrf
@@ -60,7 +64,18 @@ def scene(height: int, width: int, classes: int, device: str, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     logits = 3 * torch.nn.functional.one_hot(label, classes).permute(2, 0, 1)[None].float()
     logits = logits + 2 * torch.randn(logits.shape, generator=gen)
-    return image.to(device), logits.to(device)
+    # Contiguous, as a model's scores are.
+    return image.to(device), logits.contiguous().to(device)
+
+
+def photo(height: int, width: int, classes: int, device: str, seed: int = 0):
+    """matplotlib's sample photograph (cropped; enlarged beyond 600x512) and noisy logits
+    of the nearest of four colour prototypes."""
+    image, label = sample_photo(height, width)
+    gen = torch.Generator().manual_seed(seed)
+    logits = 3 * torch.nn.functional.one_hot(label % classes, classes).permute(2, 0, 1)[None]
+    logits = logits.float() + 2 * torch.randn(logits.shape, generator=gen)
+    return image.float().to(device), logits.contiguous().to(device)
 
 
 def crf_step(crf: DenseCRF, logits: torch.Tensor, image: torch.Tensor):
@@ -97,6 +112,8 @@ def add_arguments(parser) -> None:
     parser.add_argument('--height', type=int, default=512)
     parser.add_argument('--width', type=int, default=512)
     parser.add_argument('--classes', type=int, default=4)
+    parser.add_argument('--image', choices=['scene', 'photo'], default='scene',
+                        help='the synthetic scene or the sample photograph')
     parser.add_argument('--presets', nargs='+', default=['deeplabv2_voc', 'deeplabv1_voc'])
     parser.add_argument('--normalizations', nargs='+', default=['row'],
                         choices=['row', 'symmetric'])
@@ -139,8 +156,9 @@ def best_times(steps, device: str, best_of: int):
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], extra=add_arguments)
     threads = f'{torch.get_num_threads()} thread(s)'
-    image, logits = scene(args.height, args.width, args.classes, args.device)
-    size = f'{args.height}x{args.width}, {args.classes} classes'
+    make = photo if args.image == 'photo' else scene
+    image, logits = make(args.height, args.width, args.classes, args.device)
+    size = f'{args.height}x{args.width} {args.image}, {args.classes} classes'
 
     steps, pairs = {}, []
     for preset in args.presets:

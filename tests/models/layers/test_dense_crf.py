@@ -6,20 +6,18 @@ the ground truth of the model. The numbers in the comments were measured on the
 images below.
 """
 import math
-import os
 
-import matplotlib
 import numpy as np
 import pydensecrf.densecrf as dcrf
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from mmplug_agg.models.layers import DenseCRF
 from mmplug_agg.models.layers.dense_crf import (EXACT_MAX_PIXELS, LATTICE_GAIN, PRESETS,
                                                 PermutohedralLattice, ReferenceLattice,
                                                 gaussian_taps, lattice_embedding)
+from mmplug_agg.testing import sample_photo
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -614,15 +612,7 @@ def photo_like_image(height=97, width=131, seed=0):
 
 def grace_hopper_image(scale=4):
     """matplotlib's sample photograph (512x600), shrunk: a real image without a download."""
-    path = os.path.join(matplotlib.get_data_path(), 'sample_data', 'grace_hopper.jpg')
-    photo = Image.open(path).convert('RGB')
-    photo = photo.resize((photo.width // scale, photo.height // scale), Image.BILINEAR)
-    image = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1).double()[None]
-    # Four labels from the nearest of four colour prototypes: edges that follow the photo.
-    prototypes = torch.tensor([[20., 20, 40], [200, 180, 170], [60, 70, 130], [150, 40, 50]],
-                              dtype=torch.float64)
-    distance = torch.cdist(image[0].permute(1, 2, 0).reshape(-1, 3), prototypes)
-    return image, distance.argmin(1).view(image.shape[-2:])
+    return sample_photo(scale=scale)
 
 
 def pydensecrf_marginals(image, logits, crf, normalization):
