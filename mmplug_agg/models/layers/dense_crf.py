@@ -776,7 +776,6 @@ class ReferenceLattice:
         # (d + 1, 2, M): each axis's first and second neighbours are contiguous rows.
         absent = self.num_vertices
         neighbours = torch.empty((steps, 2, self.num_vertices), dtype=vertex_type, device=device)
-        neighbours[:, 1] = absent
         # All classes are searched at once: class k's codes offset by k times the span
         # are increasing in the vertex ids (the digit margins keep every neighbour
         # code inside its class). Only the first is searched: v is u's first
@@ -787,7 +786,9 @@ class ReferenceLattice:
             output_size=self.num_vertices)
         all_keys = (torch.cat(keys) + class_of_vertex * self.span).to(key_type)
         here = torch.arange(self.num_vertices, dtype=vertex_type, device=device)
+        second = here.new_empty(self.num_vertices + 1)
         for axis in range(steps):
+            second.fill_(absent)
             to_first = torch.tensor(
                 [shifts[k][axis] + ((k - 1) % steps - k) * self.span for k in range(steps)],
                 dtype=key_type, device=device)
@@ -798,8 +799,11 @@ class ReferenceLattice:
             found = _search_increasing(all_keys, torch.cat([target[first:], target[:first]]))
             found = torch.cat([found[-first:], found[:-first]]).clamp_(max=self.num_vertices - 1)
             hit = all_keys.index_select(0, found) == target
-            neighbours[axis, 0] = torch.where(hit, found, absent)
-            neighbours[axis, 1].index_put_((found.masked_select(hit), ), here.masked_select(hit))
+            first = torch.where(hit, found, absent)
+            neighbours[axis, 0] = first
+            # The misses write into a spare last slot (no masked selection).
+            second.index_copy_(0, first, here)
+            neighbours[axis, 1] = second[:-1]
         self.padded_neighbours = neighbours
 
     @property
