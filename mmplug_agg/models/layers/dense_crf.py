@@ -576,7 +576,9 @@ class ReferenceLattice:
     integer codes of their coordinates.
 
     Work is organised around simplices: points are grouped by their enclosing
-    simplex (one sort of ``B * N`` codes), and vertices are deduplicated per
+    simplex (one sort of ``B * N`` codes; from 3-D features on, the codes are led
+    by the first two features, so that the groups follow the pixels in the
+    CRF's appearance kernel), and vertices are deduplicated per
     remainder class (vertex ``k`` of every simplex has all coordinates ``= k``
     modulo ``d + 1``, so the classes are disjoint) with one ``unique`` per class over
     the distinct simplices only. The blur neighbours of a remainder-``k`` vertex
