@@ -21,10 +21,11 @@ two calls moments apart, so less moved by the machine's drift). Second table: a
 small image where the exact method (dense HW x HW kernels) is still possible.
 
 The image is a synthetic scene (``mmplug_agg.datasets.render_scene``: textured
-background, saturated shapes, blur and pixel noise), so the lattice has about
-as many vertices as on a photograph, or with --image photo matplotlib's sample
-photograph (Grace Hopper, 600x512, cropped; ``mmplug_agg.testing.sample_photo``);
-the logits are a noisy one-hot of its labels. Inference only (no gradients).
+background, saturated shapes, blur and pixel noise) or, with --image photo,
+matplotlib's sample photograph (Grace Hopper, 600x512, cropped, enlarged beyond;
+``mmplug_agg.testing.sample_photo``): the harder case, its appearance lattice has
+six times the scene's vertices at 512x512 (272k against 45k); the logits are a noisy
+one-hot of its labels. Inference only (no gradients).
 Measure one CPU thread with --threads 1.
 
     python benchmarks/bench_dense_crf.py [--device cuda] [--height 512] [--width 512]
