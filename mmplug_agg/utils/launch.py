@@ -176,10 +176,10 @@ def run_cli(main: Callable[[], None]) -> None:
     """Run a tool's ``main`` and turn user mistakes into one line on stderr, exit 1."""
     from mmplug_agg.models.layers.channel_check import ChannelMismatchError
     try:
-        try:
-            main()
-        finally:
-            _close_process_group()
+        main()
+        # After a complete run only: on an error the other ranks may still be in a
+        # collective that a destroy would wait for.
+        _close_process_group()
     except (UserFacingError, ChannelMismatchError) as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(1)
