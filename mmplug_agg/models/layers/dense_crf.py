@@ -652,8 +652,9 @@ class ReferenceLattice:
 
         # Group the points by simplex: (remainder-0 vertex, rank permutation).
         factorials = [math.factorial(dim - i) for i in range(steps)]
-        # (d + 1)! <= 40320 for d <= 7: 16 bits, or 32 beyond.
-        lehmer_type = torch.int16 if steps <= 8 else torch.int32
+        # Lehmer codes are below (d + 1)!: 16 bits up to d = 6 (5040; 8! is past
+        # int16), 32 beyond.
+        lehmer_type = torch.int16 if math.factorial(steps) <= 2**15 else torch.int32
         lehmer = torch.zeros(total, dtype=lehmer_type, device=device)
         inversion = lehmer.new_empty(total)
         for i in range(dim):

@@ -221,6 +221,20 @@ def test_reference_lattice_matches_the_point_by_point_algorithm():
     torch.testing.assert_close(splat, expected)
 
 
+@pytest.mark.parametrize('dim', [1, 2, 3, 4, 6, 7, 8])
+def test_reference_lattice_matches_the_point_by_point_algorithm_in_any_dimension(dim):
+    # 7-D features once grouped wrong simplices (their Lehmer codes, up to 8! - 1,
+    # overflowed int16); 8-D ones take the per-simplex scatter for the vertex codes.
+    gen = torch.Generator().manual_seed(dim)
+    points = torch.rand(2, 60, dim, generator=gen, dtype=torch.float64) * 3
+    values = torch.randn(2, 60, 2, generator=gen, dtype=torch.float64)
+    lattice = ReferenceLattice(points)
+    out = reference_lattice_filter(lattice, values.reshape(120, 2)).reshape(2, 60, 2)
+    for b in range(2):
+        torch.testing.assert_close(out[b], scalar_lattice_filter(points[b], values[b]),
+                                   rtol=1e-10, atol=1e-10)
+
+
 def test_neighbour_table_equals_the_sorted_search(monkeypatch):
     # 2-D positions take the dense code table, 5-D features the binary search:
     # force both paths on 2-D and 3-D features (few codes) and compare everything.
